@@ -1,0 +1,3 @@
+from tfcli.cli import app
+
+app(prog_name="tfcli")

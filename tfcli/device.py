@@ -1,0 +1,60 @@
+"""Devices and numeric precision: `auto` choices and the autocast context."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import platform
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from tfcli.errors import TfcliError
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` -> cuda when available, else cpu; `cuda` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TfcliError(f"device {name!r} asked for, but no CUDA GPU is available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise TfcliError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX), where bf16 pays off."""
+    if platform.system() != "Linux":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` -> bf16 where the device runs it natively, else fp32; fp16 needs CUDA."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise TfcliError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    return precision
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """Mixed precision for `bf16`/`fp16`; nothing for `fp32`."""
+    if precision not in DTYPES:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=DTYPES[precision]):
+        yield

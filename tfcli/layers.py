@@ -1,0 +1,202 @@
+"""The parts of the Transformer, named as in "Attention Is All You Need".
+
+Notation (shape comments):
+    B batch, S source length, T target length, L length of whichever sequence a layer sees,
+    D d_model, H heads, K head size (D // H), F feed-forward width, V vocabulary.
+
+Masks are bool with True = "may attend" (the convention of scaled_dot_product_attention) and
+are made in model.py only. Decoder self-attention uses `causal=True` instead of a mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# A layer's key/value cache during incremental decoding: {"k": (B, H, L, K), "v": (B, H, L, K)}.
+KVCache = dict[str, torch.Tensor]
+
+
+def sinusoid_table(positions: int, d_model: int) -> torch.Tensor:
+    """The paper's positional encodings: PE[p, 2i] = sin(p / 10000^(2i/D)), PE[p, 2i+1] = cos(...).
+
+    Shape: (positions, D)
+    """
+    pos = torch.arange(positions, dtype=torch.float64)[:, None]  # (P, 1)
+    inv = torch.exp(-math.log(10000.0) * torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    table = torch.zeros(positions, d_model, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * inv)
+    table[:, 1::2] = torch.cos(pos * inv)
+    return table.float()
+
+
+class Embeddings(nn.Module):
+    """Token embeddings scaled by sqrt(D), plus sinusoidal positions, then dropout."""
+
+    def __init__(self, vocab: int, d_model: int, max_positions: int, dropout: float) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab, d_model, padding_idx=0)
+        nn.init.normal_(self.tokens.weight, mean=0.0, std=d_model**-0.5)
+        with torch.no_grad():
+            self.tokens.weight[0].zero_()
+        self.scale = math.sqrt(d_model)
+        self.register_buffer("positions", sinusoid_table(max_positions, d_model), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """ids: (B, L) -> (B, L, D); `offset` is the position of the first token."""
+        length = ids.size(1)
+        if offset + length > self.positions.size(0):
+            raise ValueError(
+                f"sequence of {offset + length} tokens exceeds model.max_positions "
+                f"({self.positions.size(0)})"
+            )
+        x = self.tokens(ids) * self.scale  # (B, L, D)
+        return self.dropout(x + self.positions[offset : offset + length])
+
+
+class MultiHeadAttention(nn.Module):
+    """Scaled dot-product attention over H heads with query/key/value and output projections.
+
+    One (3D, D) input projection holds W_q, W_k and W_v: self-attention applies it in one fused
+    matmul; encoder-decoder attention applies W_q to the decoder states and W_k, W_v (fused) to
+    the encoder output, which is projected once per sentence and cached.
+    """
+
+    def __init__(self, d_model: int, heads: int, dropout: float, cross: bool = False) -> None:
+        super().__init__()
+        self.heads, self.head_dim, self.cross = heads, d_model // heads, cross
+        self.in_proj = nn.Linear(d_model, 3 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+        for lin in (self.in_proj, self.out_proj):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def _split(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """(B, L, n*D) -> (n, B, H, L, K)"""
+        b, length, _ = x.shape
+        return x.view(b, length, n, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """Attend from x (B, L, D) to itself, or to `memory` (B, S, D) when cross-attention.
+
+        mask: bool, broadcastable to (B, H, L, L_keys), True = may attend.
+        cache: self-attention appends this step's keys/values to it; cross-attention fills it
+        once and reuses it. With a cache, self-attention sees one new token at a time.
+        """
+        b, length, d = x.shape
+        if not self.cross:
+            q, k, v = self._split(self.in_proj(x), 3)  # each (B, H, L, K)
+            if cache is not None:
+                if "k" in cache:
+                    k = torch.cat([cache["k"], k], dim=2)  # (B, H, L_past + L, K)
+                    v = torch.cat([cache["v"], v], dim=2)
+                    causal = False  # one new query attends to every cached position
+                cache["k"], cache["v"] = k, v
+        else:
+            w, bias = self.in_proj.weight, self.in_proj.bias
+            q = self._split(F.linear(x, w[:d], bias[:d]), 1)[0]  # (B, H, L, K)
+            if cache is not None and "k" in cache:
+                k, v = cache["k"], cache["v"]  # (B, H, S, K)
+            else:
+                assert memory is not None, "cross-attention needs the encoder output"
+                k, v = self._split(F.linear(memory, w[d:], bias[d:]), 2)  # each (B, H, S, K)
+                if cache is not None:
+                    cache["k"], cache["v"] = k, v
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal and mask is None,
+        )  # (B, H, L, K)
+        out = out.transpose(1, 2).reshape(b, length, d)  # (B, L, D)
+        return self.out_proj(out)
+
+
+class FeedForward(nn.Module):
+    """Position-wise FFN: Linear(D, F), activation, Linear(F, D)."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, d_ff)
+        self.fc2 = nn.Linear(d_ff, d_model)
+        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        for lin in (self.fc1, self.fc2):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))  # (B, L, F) -> (B, L, D)
+
+
+class Sublayer(nn.Module):
+    """Residual connection with layer norm: post-norm LN(x + f(x)) or pre-norm x + f(LN(x))."""
+
+    def __init__(self, d_model: int, dropout: float, pre_norm: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.pre_norm = pre_norm
+
+    def forward(self, x: torch.Tensor, f) -> torch.Tensor:
+        if self.pre_norm:
+            return x + self.dropout(f(self.norm(x)))
+        return self.norm(x + self.dropout(f(x)))
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention, then feed-forward, each in a residual sublayer."""
+
+    def __init__(self, d_model, heads, d_ff, dropout, attn_dropout, pre_norm, activation) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, heads, attn_dropout)
+        self.ffn = FeedForward(d_model, d_ff, activation)
+        self.sub_attn = Sublayer(d_model, dropout, pre_norm)
+        self.sub_ffn = Sublayer(d_model, dropout, pre_norm)
+
+    def forward(self, x: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, S, D), src_mask: (B, 1, 1, S) -> (B, S, D)"""
+        x = self.sub_attn(x, lambda h: self.self_attn(h, mask=src_mask))
+        return self.sub_ffn(x, self.ffn)
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention, encoder-decoder attention, feed-forward."""
+
+    def __init__(self, d_model, heads, d_ff, dropout, attn_dropout, pre_norm, activation) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, heads, attn_dropout)
+        self.cross_attn = MultiHeadAttention(d_model, heads, attn_dropout, cross=True)
+        self.ffn = FeedForward(d_model, d_ff, activation)
+        self.sub_self = Sublayer(d_model, dropout, pre_norm)
+        self.sub_cross = Sublayer(d_model, dropout, pre_norm)
+        self.sub_ffn = Sublayer(d_model, dropout, pre_norm)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        src_mask: torch.Tensor,
+        cache: dict[str, KVCache] | None = None,
+    ) -> torch.Tensor:
+        """x: (B, T, D), memory: (B, S, D), src_mask: (B, 1, 1, S) -> (B, T, D)"""
+        self_cache = cache["self"] if cache is not None else None
+        cross_cache = cache["cross"] if cache is not None else None
+        x = self.sub_self(x, lambda h: self.self_attn(h, causal=True, cache=self_cache))
+        x = self.sub_cross(
+            x, lambda h: self.cross_attn(h, memory, mask=src_mask, cache=cross_cache)
+        )
+        return self.sub_ffn(x, self.ffn)

@@ -1,0 +1,150 @@
+"""The encoder-decoder Transformer with an encode() / decode() API and a key/value cache.
+
+Notation: B batch, S source length, T target length, D d_model, V vocabulary.
+All masks are made here (`source_mask`); True = may attend.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tfcli.config import ModelConfig
+from tfcli.layers import DecoderLayer, Embeddings, EncoderLayer, KVCache
+from tfcli.tokenizer import PAD_ID
+
+# The decoder's cache: one {"self": KVCache, "cross": KVCache} per layer.
+DecoderCache = list[dict[str, KVCache]]
+
+
+def source_mask(src: torch.Tensor) -> torch.Tensor:
+    """Key padding mask for attention over the source: (B, S) ids -> (B, 1, 1, S) bool."""
+    return (src != PAD_ID)[:, None, None, :]
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig, embed: Embeddings) -> None:
+        super().__init__()
+        pre = cfg.norm == "pre"
+        self.embed = embed
+        self.layers = nn.ModuleList(
+            EncoderLayer(
+                cfg.d_model,
+                cfg.heads,
+                cfg.d_ff,
+                cfg.dropout,
+                cfg.attention_dropout,
+                pre,
+                cfg.activation,
+            )
+            for _ in range(cfg.encoder_layers)
+        )
+        self.final_norm = nn.LayerNorm(cfg.d_model) if pre else nn.Identity()
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        x = self.embed(src)  # (B, S, D)
+        for layer in self.layers:
+            x = layer(x, src_mask)
+        return self.final_norm(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ModelConfig, embed: Embeddings, vocab: int) -> None:
+        super().__init__()
+        pre = cfg.norm == "pre"
+        self.embed = embed
+        self.layers = nn.ModuleList(
+            DecoderLayer(
+                cfg.d_model,
+                cfg.heads,
+                cfg.d_ff,
+                cfg.dropout,
+                cfg.attention_dropout,
+                pre,
+                cfg.activation,
+            )
+            for _ in range(cfg.decoder_layers)
+        )
+        self.final_norm = nn.LayerNorm(cfg.d_model) if pre else nn.Identity()
+        self.output = nn.Linear(cfg.d_model, vocab, bias=False)  # the "generator"
+        nn.init.normal_(self.output.weight, mean=0.0, std=cfg.d_model**-0.5)
+
+    def forward(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        src_mask: torch.Tensor,
+        cache: DecoderCache | None = None,
+    ) -> torch.Tensor:
+        offset = 0
+        if cache is not None and "k" in cache[0]["self"]:
+            offset = cache[0]["self"]["k"].size(2)
+        x = self.embed(tgt, offset)  # (B, T, D)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, memory, src_mask, cache[i] if cache is not None else None)
+        return self.output(self.final_norm(x))  # (B, T, V)
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer.
+
+    Shape:
+        src: (B, S) source ids ending in EOS, right-padded with PAD.
+        tgt: (B, T) target ids starting with BOS.
+        returns logits (B, T, V) over the target vocabulary.
+    """
+
+    def __init__(self, cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.tie_embeddings == "all" and src_vocab != tgt_vocab:
+            raise ValueError("tie_embeddings: all needs one vocabulary for source and target")
+        src_embed = Embeddings(src_vocab, cfg.d_model, cfg.max_positions, cfg.dropout)
+        tgt_embed = Embeddings(tgt_vocab, cfg.d_model, cfg.max_positions, cfg.dropout)
+        if cfg.tie_embeddings == "all":
+            tgt_embed.tokens = src_embed.tokens
+        self.encoder = Encoder(cfg, src_embed)
+        self.decoder = Decoder(cfg, tgt_embed, tgt_vocab)
+        if cfg.tie_embeddings in ("decoder", "all"):
+            self.decoder.output.weight = tgt_embed.tokens.weight
+
+    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """src (B, S) -> memory (B, S, D) and its mask (B, 1, 1, S)."""
+        src_mask = source_mask(src)
+        return self.encoder(src, src_mask), src_mask
+
+    def decode(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        src_mask: torch.Tensor,
+        cache: DecoderCache | None = None,
+    ) -> torch.Tensor:
+        """tgt (B, T) -> logits (B, T, V). With a cache, feed one new token per call."""
+        return self.decoder(tgt, memory, src_mask, cache)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        memory, src_mask = self.encode(src)
+        return self.decode(tgt, memory, src_mask)
+
+    def new_cache(self) -> DecoderCache:
+        """An empty key/value cache for incremental decoding."""
+        return [{"self": {}, "cross": {}} for _ in self.decoder.layers]
+
+
+def reorder_cache(cache: DecoderCache, index: torch.Tensor, cross: bool = True) -> DecoderCache:
+    """Select rows `index` (N,) of every cached tensor, in place; `cross=False` keeps cross-attention.
+
+    Beam search reorders self-attention caches after every step but cross-attention caches only
+    when finished sentences leave the batch: all beams of a sentence share the same source.
+    """
+    for layer in cache:
+        for name in ("self", "cross") if cross else ("self",):
+            for key, t in layer[name].items():
+                layer[name][key] = t.index_select(0, index)
+    return cache
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters, each shared tensor counted once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

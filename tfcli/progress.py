@@ -1,0 +1,67 @@
+"""Rich output for the CLI: the training progress bar, summaries and score tables (stderr)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+STEPS = 10_000  # the bar's resolution: training reports a fraction done
+
+
+class TrainProgress:
+    """A progress bar with step, loss, learning rate, tokens/s and ETA."""
+
+    def __init__(self, console: Console, enabled: bool = True) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not enabled,
+        )
+        self.task = self.bar.add_task("train", total=STEPS, info="starting")
+
+    def __enter__(self) -> TrainProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.bar.stop()
+
+    def update(self, step: int, fraction: float, stats: dict[str, float]) -> None:
+        info = (
+            f"step {step} | loss {stats['loss']:.3f} | lr {stats['lr']:.1e} | "
+            f"{stats['tgt_tok_s']:,.0f} tgt tok/s"
+        )
+        self.bar.update(self.task, completed=int(fraction * STEPS), info=info)
+
+
+def print_train_summary(console: Console, result) -> None:
+    """A line on how training ended."""
+    best = f"{result.best_bleu:.2f}" if result.best_bleu is not None else "n/a"
+    console.print(
+        f"trained {result.run_dir} to step {result.step}; best dev BLEU {best}", highlight=False
+    )
+    if result.test is not None:
+        console.print(f"test: {result.test['bleu_detail']}", highlight=False)
+        console.print(f"signature: {result.test['bleu_signature']}", highlight=False)
+
+
+def scores_table(scores) -> Table:
+    """BLEU and chrF with their sacrebleu signatures."""
+    table = Table(title=f"{scores.sentences} sentences")
+    table.add_column("metric")
+    table.add_column("score", justify="right")
+    table.add_column("signature")
+    table.add_row("BLEU", f"{scores.bleu:.2f}", scores.bleu_signature)
+    table.add_row("chrF", f"{scores.chrf:.2f}", scores.chrf_signature)
+    return table

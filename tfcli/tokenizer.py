@@ -1,0 +1,172 @@
+"""Sentencepiece subword models: train, load from bytes, encode, decode.
+
+The special token ids are defined here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tfcli.config import TokenizerConfig
+from tfcli.errors import DataError
+
+log = logging.getLogger(__name__)
+
+PAD_ID = 0
+UNK_ID = 1
+BOS_ID = 2
+EOS_ID = 3
+
+
+class Tokenizer:
+    """One sentencepiece model, held as its serialized bytes so a checkpoint can carry it."""
+
+    def __init__(self, model_bytes: bytes) -> None:
+        import sentencepiece as spm
+
+        self.model_bytes = bytes(model_bytes)
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            self.sp.LoadFromSerializedProto(self.model_bytes)
+        except Exception as e:  # sentencepiece raises plain RuntimeError/OSError
+            raise DataError(f"not a sentencepiece model ({e})") from None
+        ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
+        if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
+            raise DataError(
+                f"sentencepiece model has special ids pad/unk/bos/eos = {ids}; "
+                f"tfcli needs {(PAD_ID, UNK_ID, BOS_ID, EOS_ID)} (train it with tfcli)"
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        """Load a `.model` file."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise DataError(f"{path}: cannot read sentencepiece model ({e.strerror})") from None
+        try:
+            return cls(data)
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.model_bytes)
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, lines: Sequence[str]) -> list[list[int]]:
+        """Subword ids of each line, without BOS/EOS."""
+        return self.sp.encode(list(lines), out_type=int)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Detokenized text of one id sequence; special ids are skipped."""
+        return self.sp.decode([i for i in ids if i > EOS_ID])
+
+    def pieces(self, line: str) -> list[str]:
+        return self.sp.encode(line, out_type=str)
+
+
+def train_tokenizer(
+    lines: Iterable[str],
+    vocab_size: int,
+    model_type: str = "unigram",
+    character_coverage: float = 1.0,
+    max_sentences: int = 2_000_000,
+    seed: int = 1,
+) -> Tokenizer:
+    """Train a sentencepiece model in memory on `lines` and return it.
+
+    A vocabulary larger than the data supports is reduced to what sentencepiece can build
+    (with a warning) rather than failing, so tiny corpora still train.
+    """
+    import sentencepiece as spm
+
+    sample = [s for s in lines if s.strip()]
+    if not sample:
+        raise DataError("no text to train the sentencepiece model on")
+    if len(sample) > max_sentences:
+        sample = random.Random(seed).sample(sample, max_sentences)
+    size = vocab_size
+    while True:
+        proto = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sample),
+                model_writer=proto,
+                vocab_size=size,
+                model_type=model_type,
+                character_coverage=character_coverage,
+                pad_id=PAD_ID,
+                unk_id=UNK_ID,
+                bos_id=BOS_ID,
+                eos_id=EOS_ID,
+                input_sentence_size=max_sentences,
+                shuffle_input_sentence=False,
+                num_threads=2,
+                minloglevel=2,
+                hard_vocab_limit=True,
+            )
+            break
+        except RuntimeError as e:
+            # "Vocabulary size too high (8000). Please set it to a value <= 3410."
+            text = str(e)
+            marker = "value <= "
+            if marker not in text or size <= 16:
+                raise DataError(f"sentencepiece training failed: {text}") from None
+            size = int(text.split(marker)[1].split(".")[0])
+            log.warning("vocabulary size %d is too large for this data; using %d", vocab_size, size)
+    return Tokenizer(proto.getvalue())
+
+
+SHARED_FILE = "spm.model"
+SRC_FILE, TGT_FILE = "src.model", "tgt.model"
+
+
+def prepare_tokenizers(
+    cfg: TokenizerConfig, run_dir: Path, src_lines: Sequence[str], tgt_lines: Sequence[str]
+) -> None:
+    """Put the run's sentencepiece model(s) into `run_dir`: kept if there, copied if given,
+    else trained on the training data (source and target together when shared)."""
+    shared = run_dir / SHARED_FILE
+    pair = (run_dir / SRC_FILE, run_dir / TGT_FILE)
+    if shared.exists() or all(p.exists() for p in pair):
+        return
+    if cfg.shared:
+        if cfg.model:
+            tok = Tokenizer.load(cfg.model)
+        else:
+            log.info(
+                "training a shared %s sentencepiece model of %d subwords", cfg.type, cfg.vocab_size
+            )
+            tok = _train(cfg, [*src_lines, *tgt_lines])
+        tok.save(shared)
+        return
+    if cfg.src_model and cfg.tgt_model:
+        src, tgt = Tokenizer.load(cfg.src_model), Tokenizer.load(cfg.tgt_model)
+    else:
+        log.info(
+            "training %s sentencepiece models of %d subwords per side", cfg.type, cfg.vocab_size
+        )
+        src, tgt = _train(cfg, src_lines), _train(cfg, tgt_lines)
+    src.save(pair[0])
+    tgt.save(pair[1])
+
+
+def _train(cfg: TokenizerConfig, lines: Sequence[str]) -> Tokenizer:
+    return train_tokenizer(
+        lines, cfg.vocab_size, cfg.type, cfg.character_coverage, cfg.max_sentences
+    )
+
+
+def load_run_tokenizers(run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
+    """The (source, target) tokenizers stored in a run directory."""
+    shared = run_dir / SHARED_FILE
+    if shared.exists():
+        tok = Tokenizer.load(shared)
+        return tok, tok
+    return Tokenizer.load(run_dir / SRC_FILE), Tokenizer.load(run_dir / TGT_FILE)
