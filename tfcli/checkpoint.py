@@ -8,7 +8,6 @@ run code. Writes are atomic: a temporary file in the same directory, then a rena
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,11 @@ def load_checkpoint(path: str | Path, with_state: bool = True) -> Checkpoint:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as e:
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({e.strerror})") from None
+    except Exception as e:  # a file that is not a checkpoint can make the unpickler raise anything
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path}: refused: not a tfcli checkpoint or holds more than tensors and plain data "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import logging
 import random
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ def read_lines(path: str | Path) -> list[str]:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"{path}: broken gzip file ({e})") from None
     return split_lines(raw, str(path))
 

@@ -37,11 +37,15 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _force_eos(logprobs: torch.Tensor, at_limit: torch.Tensor) -> torch.Tensor:
-    """Rows at their length limit may only end: every token but EOS gets -inf."""
-    eos_only = torch.full_like(logprobs[:1], float("-inf"))
-    eos_only[:, EOS_ID] = 0.0
-    return torch.where(at_limit[:, None], eos_only, logprobs)
+def _constrain(logprobs: torch.Tensor, at_limit: torch.Tensor) -> torch.Tensor:
+    """PAD and BOS are never produced; rows at their length limit may only end (EOS).
+
+    EOS keeps its log-prob, so an output cut at the limit is scored like any other.
+    """
+    logprobs[:, [PAD_ID, BOS_ID]] = float("-inf")
+    not_eos = torch.ones(logprobs.size(-1), dtype=torch.bool, device=logprobs.device)
+    not_eos[EOS_ID] = False
+    return logprobs.masked_fill(at_limit[:, None] & not_eos, float("-inf"))
 
 
 def _to_hypotheses(tokens: torch.Tensor, scores: torch.Tensor) -> list[list[Hypothesis]]:
@@ -77,7 +81,7 @@ def greedy_search(
     out_score = torch.zeros(b, device=device)
     for step in range(int(limit.max())):
         logits = model.decode(last, memory, src_mask, cache)[:, -1].float()  # (N, V)
-        logprobs = _force_eos(F.log_softmax(logits, -1), step + 1 >= limit)
+        logprobs = _constrain(F.log_softmax(logits, -1), step + 1 >= limit)
         best_lp, best = logprobs.max(-1)  # (N,)
         score = score + best_lp
         out[rows, step] = best
@@ -135,7 +139,7 @@ def beam_search(
         n = rows.size(0)
         logits = model.decode(last, memory, src_mask, cache)[:, -1].float()  # (N*K, V)
         at_limit = (step + 1 >= limit).repeat_interleave(k)  # (N*K,)
-        logprobs = _force_eos(F.log_softmax(logits, -1), at_limit)
+        logprobs = _constrain(F.log_softmax(logits, -1), at_limit)
         vocab = logprobs.size(-1)
         cand = (scores.view(-1, 1) + logprobs).view(n, k * vocab)  # (N, K*V)
         top_s, top_i = cand.topk(2 * k, dim=1)  # (N, 2K)
