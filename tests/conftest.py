@@ -1,0 +1,165 @@
+"""Shared fixtures: a toy German-English corpus, a tiny tokenizer, tiny models.
+
+Everything is small enough to run on one CPU core in well under a second per test.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from tfcli.config import ModelConfig
+from tfcli.data import Batch, collate, make_examples
+from tfcli.model import Transformer
+from tfcli.tokenizer import EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+
+torch.set_num_threads(1)
+
+_SUBJECTS = [
+    ("der hund", "the dog"),
+    ("die katze", "the cat"),
+    ("das kind", "the child"),
+    ("die frau", "the woman"),
+    ("der mann", "the man"),
+]
+_VERBS = [
+    ("sieht", "sees"),
+    ("mag", "likes"),
+    ("findet", "finds"),
+    ("hört", "hears"),
+    ("ruft", "calls"),
+]
+_OBJECTS = [
+    ("den ball .", "the ball ."),
+    ("das haus .", "the house ."),
+    ("einen baum .", "a tree ."),
+    ("das wasser .", "the water ."),
+    ("den vogel .", "the bird ."),
+]
+
+
+def _corpus() -> tuple[list[str], list[str]]:
+    """63 made-up sentence pairs of the form subject-verb-object."""
+    pairs = [
+        (f"{s[0]} {v[0]} {o[0]}", f"{s[1]} {v[1]} {o[1]}")
+        for s, v, o in itertools.product(_SUBJECTS, _VERBS, _OBJECTS)
+    ][::2]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+@pytest.fixture(scope="session")
+def corpus() -> tuple[list[str], list[str]]:
+    """Parallel (German, English) lines."""
+    return _corpus()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(corpus) -> Tokenizer:
+    """A shared sentencepiece model trained on both sides of the toy corpus."""
+    src, tgt = corpus
+    return train_tokenizer(src + tgt, vocab_size=48)
+
+
+@pytest.fixture(scope="session")
+def model_cfg() -> ModelConfig:
+    """A tiny Transformer: width 32, 2 heads, 2+2 layers."""
+    return ModelConfig(
+        d_model=32,
+        heads=2,
+        d_ff=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        dropout=0.1,
+        attention_dropout=0.1,
+        max_positions=64,
+    )
+
+
+VOCAB = 40  # vocabulary of the randomly initialised models
+
+
+def _make_model(cfg: ModelConfig, seed: int = 0, vocab: int = VOCAB) -> Transformer:
+    """A randomly initialised model in eval mode."""
+    torch.manual_seed(seed)
+    return Transformer(cfg, vocab, vocab).eval()
+
+
+def _random_src(lengths: list[int], seed: int = 0, vocab: int = VOCAB) -> torch.Tensor:
+    """A right-padded (B, S) batch of random source ids ending in EOS, one row per length.
+
+    `lengths` counts the tokens without EOS.
+    """
+    g = torch.Generator().manual_seed(seed)
+    src = torch.full((len(lengths), max(lengths) + 1), PAD_ID, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        src[row, :n] = torch.randint(EOS_ID + 1, vocab, (n,), generator=g)
+        src[row, n] = EOS_ID
+    return src
+
+
+@pytest.fixture(scope="session")
+def make_model():
+    """make_model(cfg, seed=0, vocab=VOCAB) -> a random Transformer in eval mode."""
+    return _make_model
+
+
+@pytest.fixture(scope="session")
+def random_src():
+    """random_src(lengths, seed=0, vocab=VOCAB) -> (B, S) ids ending in EOS, PAD on the right."""
+    return _random_src
+
+
+@pytest.fixture
+def tiny_model(model_cfg) -> Transformer:
+    """A random tiny model (seed 0, vocabulary VOCAB) in eval mode."""
+    return _make_model(model_cfg)
+
+
+@dataclass
+class Overfit:
+    """A tiny model trained to memorise one batch, with its loss curve."""
+
+    model: Transformer
+    batch: Batch
+    targets: list[list[int]]
+    first_loss: float
+    last_loss: float
+
+
+@pytest.fixture(scope="session")
+def overfit(corpus, tokenizer) -> Overfit:
+    """Train a tiny dropout-free model on four sentence pairs until it has memorised them."""
+    src_lines, tgt_lines = corpus
+    picks = [0, 7, 20, 41]
+    examples, _ = make_examples(
+        [src_lines[i] for i in picks], [tgt_lines[i] for i in picks], tokenizer, tokenizer
+    )
+    batch = collate(examples)
+    cfg = ModelConfig(
+        d_model=32,
+        heads=2,
+        d_ff=64,
+        encoder_layers=1,
+        decoder_layers=1,
+        dropout=0.0,
+        max_positions=64,
+    )
+    torch.manual_seed(0)
+    model = Transformer(cfg, len(tokenizer), len(tokenizer))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    model.train()
+    for _ in range(150):
+        logits = model(batch.src, batch.tgt_in)  # (B, T, V)
+        loss = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD_ID
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    return Overfit(model, batch, [e.tgt for e in examples], losses[0], losses[-1])

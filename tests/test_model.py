@@ -1,0 +1,151 @@
+"""Model and layers: shapes, positions, padding invariance, causality, the KV cache, training."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from tfcli.layers import Embeddings, sinusoid_table
+from tfcli.model import Transformer, count_parameters
+from tfcli.search import greedy_search
+from tfcli.tokenizer import BOS_ID, PAD_ID
+
+V = 40
+
+
+def random_tgt(b: int, t: int, seed: int = 1) -> torch.Tensor:
+    """(B, T) target ids starting with BOS."""
+    g = torch.Generator().manual_seed(seed)
+    tgt = torch.randint(4, V, (b, t), generator=g)
+    tgt[:, 0] = BOS_ID
+    return tgt
+
+
+def test_shapes(tiny_model, random_src, model_cfg):
+    src = random_src([5, 3, 7])  # (3, 8)
+    tgt = random_tgt(3, 6)
+    memory, src_mask = tiny_model.encode(src)
+    assert memory.shape == (3, 8, model_cfg.d_model)
+    assert src_mask.shape == (3, 1, 1, 8) and src_mask.dtype == torch.bool
+    assert tiny_model.decode(tgt, memory, src_mask).shape == (3, 6, V)
+    assert tiny_model(src, tgt).shape == (3, 6, V)
+
+
+def test_sinusoid_table_formula():
+    d = 16
+    table = sinusoid_table(50, d)
+    assert table.shape == (50, d)
+    for pos, i in [(0, 0), (1, 0), (7, 3), (49, 7)]:
+        angle = pos / 10000 ** (2 * i / d)
+        assert table[pos, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-6)
+        assert table[pos, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-6)
+
+
+def test_embeddings_scaled_by_sqrt_d_model():
+    torch.manual_seed(0)
+    emb = Embeddings(V, 16, max_positions=20, dropout=0.0)
+    ids = torch.tensor([[5, 6, 7]])
+    expected = emb.tokens.weight[ids] * math.sqrt(16) + sinusoid_table(20, 16)[:3]
+    torch.testing.assert_close(emb(ids), expected)
+    torch.testing.assert_close(
+        emb(ids, offset=4)[0, 0], emb.tokens.weight[5] * math.sqrt(16) + emb.positions[4]
+    )
+
+
+def test_embeddings_refuse_too_long_sequences():
+    emb = Embeddings(V, 16, max_positions=8, dropout=0.0)
+    with pytest.raises(ValueError, match="max_positions"):
+        emb(torch.ones(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_padding_invariance(model_cfg, make_model, random_src, norm):
+    model = make_model(dataclasses.replace(model_cfg, norm=norm))
+    alone = random_src([4], seed=3)  # (1, 5)
+    tgt = random_tgt(1, 5)
+    with torch.no_grad():
+        expected = model(alone, tgt)
+        # The same sentence with three more PAD columns, next to two other sentences.
+        others = random_src([6, 7], seed=4)  # (2, 8)
+        src = torch.full((3, 8), PAD_ID, dtype=torch.long)
+        src[0, :5] = alone[0]
+        src[1:] = others
+        got = model(src, torch.cat([tgt, random_tgt(2, 5, seed=5)]))
+    torch.testing.assert_close(got[:1], expected, atol=1e-5, rtol=0)
+
+
+def test_no_look_ahead(tiny_model, random_src):
+    src = random_src([6, 4])
+    tgt = random_tgt(2, 7)
+    changed = tgt.clone()
+    changed[:, 4] = (tgt[:, 4] + 1 - 4) % (V - 4) + 4  # another real token at position 4
+    with torch.no_grad():
+        a, b = tiny_model(src, tgt), tiny_model(src, changed)
+    torch.testing.assert_close(a[:, :4], b[:, :4], atol=1e-6, rtol=0)
+    assert not torch.allclose(a[:, 4:], b[:, 4:], atol=1e-4)
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+@pytest.mark.parametrize("tie", ["none", "all"])
+def test_cached_decoding_equals_full_decoding(model_cfg, make_model, random_src, norm, tie):
+    model = make_model(dataclasses.replace(model_cfg, norm=norm, tie_embeddings=tie))
+    src = random_src([5, 2, 7])
+    tgt = random_tgt(3, 6)
+    with torch.no_grad():
+        memory, src_mask = model.encode(src)
+        full = model.decode(tgt, memory, src_mask)  # (B, T, V)
+        cache = model.new_cache()
+        steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, cache) for t in range(6)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
+
+
+def test_tied_embeddings_share_storage(model_cfg, make_model):
+    def ptrs(model: Transformer) -> tuple[int, int, int]:
+        return (
+            model.encoder.embed.tokens.weight.data_ptr(),
+            model.decoder.embed.tokens.weight.data_ptr(),
+            model.decoder.output.weight.data_ptr(),
+        )
+
+    src, tgt, out = ptrs(make_model(dataclasses.replace(model_cfg, tie_embeddings="all")))
+    assert src == tgt == out
+    src, tgt, out = ptrs(make_model(dataclasses.replace(model_cfg, tie_embeddings="decoder")))
+    assert tgt == out and src != tgt
+    src, tgt, out = ptrs(make_model(dataclasses.replace(model_cfg, tie_embeddings="none")))
+    assert len({src, tgt, out}) == 3
+
+
+def test_tying_reduces_parameter_count(model_cfg, make_model):
+    counts = {
+        tie: count_parameters(make_model(dataclasses.replace(model_cfg, tie_embeddings=tie)))
+        for tie in ("none", "decoder", "all")
+    }
+    d = model_cfg.d_model
+    assert counts["none"] - counts["decoder"] == V * d
+    assert counts["decoder"] - counts["all"] == V * d
+
+
+def test_tie_all_needs_one_vocabulary(model_cfg):
+    with pytest.raises(ValueError):
+        Transformer(dataclasses.replace(model_cfg, tie_embeddings="all"), 30, 40)
+    Transformer(dataclasses.replace(model_cfg, tie_embeddings="decoder"), 30, 40)
+
+
+def test_dropout_only_in_train_mode(tiny_model, random_src):
+    src, tgt = random_src([5, 3]), random_tgt(2, 4)
+    with torch.no_grad():
+        tiny_model.train()
+        a, b = tiny_model(src, tgt), tiny_model(src, tgt)
+        assert not torch.allclose(a, b)
+        tiny_model.eval()
+        c, d = tiny_model(src, tgt), tiny_model(src, tgt)
+        assert torch.equal(c, d)
+
+
+def test_overfits_one_batch(overfit):
+    assert overfit.last_loss < 0.1 * overfit.first_loss
+    hyps = greedy_search(overfit.model, overfit.batch.src)
+    assert [h[0].tokens for h in hyps] == overfit.targets
