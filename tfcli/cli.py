@@ -126,6 +126,12 @@ def translate(
         typer.Option("--batch-size", help="Source tokens per batch.", min=16),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="fp32, bf16, fp16 (CUDA) or auto (bf16 where native).")
+    ] = "fp32",
+    compile_: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the model (slow start).")
+    ] = False,
 ) -> None:
     """Translate sentences: one output line per input line, in order.
 
@@ -138,7 +144,7 @@ def translate(
 
     _run(
         lambda: translate_command(
-            text, model, input_, output, beam, n_best, batch_size, device, err
+            text, model, input_, output, beam, n_best, batch_size, device, err, precision, compile_
         )
     )
 

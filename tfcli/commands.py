@@ -58,6 +58,8 @@ def translate_command(
     batch_tokens: int | None,
     device: str,
     err: Console,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> None:
     """Translate lines; with n-best, print `line-number<TAB>translation<TAB>score` rows."""
     from tfcli.translate import load_translator
@@ -66,7 +68,13 @@ def translate_command(
     if n_best is not None and beam is None:
         beam = max(n_best, 4)
     translator = load_translator(
-        resolve_run(model, err), device, beam=beam, n_best=n_best, batch_tokens=batch_tokens
+        resolve_run(model, err),
+        device,
+        precision,
+        compile,
+        beam=beam,
+        n_best=n_best,
+        batch_tokens=batch_tokens,
     )
     if n_best is None or n_best == 1:
         write_output(translator.translate(lines), output)

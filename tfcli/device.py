@@ -41,12 +41,14 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """`auto` -> bf16 where the device runs it natively, else fp32; fp16 needs CUDA."""
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise TfcliError(f"precision {precision!r} is not one of auto, fp32, bf16, fp16")
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bf16" if cpu_has_native_bf16() else "fp32"
     if precision == "fp16" and device.type != "cuda":
-        raise TfcliError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        raise TfcliError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
     return precision
 
 

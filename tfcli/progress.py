@@ -27,6 +27,8 @@ class TrainProgress:
             disable=not enabled,
         )
         self.task = self.bar.add_task("train", total=STEPS, info="starting")
+        self.console = console
+        self.plain = enabled and not console.is_terminal  # a log file: one line per update
 
     def __enter__(self) -> TrainProgress:
         self.bar.start()
@@ -42,6 +44,8 @@ class TrainProgress:
             f"step {step} | loss {stats['loss']:.3f} | lr {stats['lr']:.1e} | "
             f"{stats['tgt_tok_s']:,.0f} tgt tok/s"
         )
+        if self.plain:
+            self.console.print(f"{fraction:4.0%} {info}", highlight=False)
         self.bar.update(self.task, completed=int(fraction * STEPS), info=info)
 
 
@@ -54,6 +58,13 @@ def print_train_summary(console: Console, result) -> None:
     if result.test is not None:
         console.print(f"test: {result.test['bleu_detail']}", highlight=False)
         console.print(f"signature: {result.test['bleu_signature']}", highlight=False)
+    if result.samples:
+        table = Table(title="sample test translations", show_lines=True)
+        for name in ("source", "reference", "tfcli"):
+            table.add_column(name, overflow="fold")
+        for row in result.samples:
+            table.add_row(*row)
+        console.print(table)
 
 
 def scores_table(scores) -> Table:

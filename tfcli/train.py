@@ -41,6 +41,7 @@ from tfcli.tokenizer import PAD_ID, load_run_tokenizers, prepare_tokenizers
 from tfcli.translate import Translator
 
 log = logging.getLogger(__name__)
+SAMPLES = 5  # test sentences shown after training
 
 
 class Progress(Protocol):
@@ -90,6 +91,7 @@ class TrainResult:
     step: int
     best_bleu: float | None
     test: dict[str, object] | None
+    samples: list[tuple[str, str, str]] = field(default_factory=list)  # (source, reference, output)
 
 
 class Distributed:
@@ -420,13 +422,13 @@ class Trainer:
 
     def _finish(self) -> TrainResult:
         best = self.state.best[0][0] if self.state.best else None
-        test = None
+        test, samples = None, []
         if self.dist.main:
             if self.cfg.train.average_best and len(self.state.best) > 1:
                 best = self._average(best)
-            test = self._test()
+            test, samples = self._test()
         self.dist.barrier()
-        return TrainResult(self.run_dir, self.state.step, best, test)
+        return TrainResult(self.run_dir, self.state.step, best, test, samples)
 
     def _average(self, best: float | None) -> float | None:
         """Average the kept best checkpoints; it becomes the best one if its dev BLEU is higher."""
@@ -447,11 +449,11 @@ class Trainer:
             return bleu
         return best
 
-    def _test(self) -> dict[str, object] | None:
-        """Translate the test set with the best checkpoint and the decode settings."""
+    def _test(self) -> tuple[dict[str, object] | None, list[tuple[str, str, str]]]:
+        """Translate the test set with the best checkpoint; return scores and a few samples."""
         test = self._read_eval_set(self.cfg.data.test)
         if test is None:
-            return None
+            return None, []
         path = self.run_dir / BEST
         model = self.model
         if path.exists():
@@ -466,7 +468,9 @@ class Trainer:
         result = scores.as_dict() | {"decode_s": round(time.monotonic() - t0, 1)}
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": self.state.step, "test": result}) + "\n")
-        return result
+        step = max(1, len(hyps) // SAMPLES)
+        picks = range(0, min(len(hyps), step * SAMPLES), step)
+        return result, [(test[0][i], test[1][i], hyps[i]) for i in picks]
 
 
 def train(cfg: Config, run_dir: Path, progress: Progress | None = None) -> TrainResult:

@@ -15,7 +15,7 @@ import torch
 
 from tfcli.checkpoint import build_model, find_checkpoint, load_checkpoint
 from tfcli.config import DecodeConfig
-from tfcli.device import autocast, resolve_device
+from tfcli.device import autocast, resolve_device, resolve_precision
 from tfcli.model import Transformer
 from tfcli.search import Hypothesis, search
 from tfcli.tokenizer import EOS_ID, PAD_ID, Tokenizer
@@ -115,16 +115,21 @@ def load_translator(
     run: str | Path,
     device: str = "auto",
     precision: str = "fp32",
+    compile: bool = False,
     **decode_overrides: object,
 ) -> Translator:
     """A `Translator` from a run directory or checkpoint file.
 
-    `decode_overrides` (beam, n_best, batch_tokens, ...) replace the checkpoint's decode settings;
-    None values are ignored.
+    `precision` is fp32, bf16, fp16 (CUDA) or auto; `compile` runs encoder and decoder through
+    torch.compile (slow to start, for long inputs). `decode_overrides` (beam, n_best,
+    batch_tokens, ...) replace the checkpoint's decode settings; None values are ignored.
     """
     ckpt = load_checkpoint(find_checkpoint(run), with_state=False)
     dev = resolve_device(device)
     model = build_model(ckpt).to(dev)
+    if compile:
+        model.encoder = torch.compile(model.encoder, dynamic=True)  # type: ignore[assignment]
+        model.decoder = torch.compile(model.decoder, dynamic=True)  # type: ignore[assignment]
     settings = {k: v for k, v in decode_overrides.items() if v is not None}
     decode = ckpt.config.decode
     if settings:
@@ -133,4 +138,5 @@ def load_translator(
         raw = config_to_dict(ckpt.config)
         raw["decode"].update(settings)
         decode = config_from_dict(raw).decode  # validated like any config
+    precision = resolve_precision(precision, dev)
     return Translator(model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, decode, dev, precision)
