@@ -163,3 +163,61 @@ def overfit(corpus, tokenizer) -> Overfit:
         losses.append(loss.item())
     model.eval()
     return Overfit(model, batch, [e.tgt for e in examples], losses[0], losses[-1])
+
+
+# --- a tiny end-to-end setup: a slice of the bundled corpus and a config to train on ----------
+
+TINY_CONFIG = """\
+data:
+  train: {root}/train
+  dev: {root}/dev
+  test: {root}/test
+  max_len: 64
+tokenizer:
+  vocab_size: 500
+model:
+  d_model: 32
+  heads: 2
+  d_ff: 64
+  encoder_layers: 1
+  decoder_layers: 1
+  dropout: 0.0
+  max_positions: 128
+train:
+  device: cpu
+  precision: fp32
+  batch_tokens: 600
+  lr: 3.0e-3
+  warmup_steps: 5
+  label_smoothing: 0.0
+  max_steps: 40
+  valid_every: 10
+  log_every: 5
+  threads: 1
+decode:
+  beam: 2
+  max_len_a: 1.0
+  max_len_b: 5
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """The first 300 training pairs, 20 dev and 20 test pairs of the bundled corpus."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "data" / "de-en"
+    root = tmp_path_factory.mktemp("corpus")
+    for split, n in (("train", 300), ("dev", 20), ("test", 20)):
+        for lang in ("de", "en"):
+            lines = (data / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+            (root / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_corpus):
+    """A YAML config for a width-32, 1+1 layer model trained for 40 steps on `tiny_corpus`."""
+    path = tiny_corpus / "tiny.yaml"
+    path.write_text(TINY_CONFIG.format(root=tiny_corpus), encoding="utf-8")
+    return path

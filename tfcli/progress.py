@@ -31,13 +31,13 @@ class TrainProgress:
         self.plain = enabled and not console.is_terminal  # a log file: one line per update
 
     def __enter__(self) -> TrainProgress:
-        self.bar.start()
-        return self
+        return self  # the bar starts with the first update: a setup error is printed alone
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.bar.stop()
+        if self.bar.live.is_started:  # a bar never started prints nothing, not even a newline
+            self.bar.stop()
 
     def update(self, step: int, fraction: float, stats: dict[str, float]) -> None:
         info = (
@@ -46,6 +46,7 @@ class TrainProgress:
         )
         if self.plain:
             self.console.print(f"{fraction:4.0%} {info}", highlight=False)
+        self.bar.start()  # no-op once started
         self.bar.update(self.task, completed=int(fraction * STEPS), info=info)
 
 

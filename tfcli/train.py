@@ -115,6 +115,14 @@ class Distributed:
         if self.world > 1:
             torch.distributed.barrier()
 
+    def from_main(self, value: str | None) -> str | None:
+        """Rank 0's `value` on every process: rank 0 alone validates, so it decides when to stop."""
+        if self.world == 1:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
 
 class Trainer:
     """Trains one run directory; `run()` resumes it when it already holds a checkpoint."""
@@ -217,15 +225,16 @@ class Trainer:
     def run(self) -> TrainResult:
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.cfg, self.run_dir / "config.yaml")
         self.dist.barrier()
         self._load_data()
         self._build()
-        self._resume()
+        self._resume()  # refuses a run trained with other model settings: keep its config.yaml
+        if self.dist.main:
+            save_config(self.cfg, self.run_dir / "config.yaml")
         t = self.cfg.train
         self.start_time = time.monotonic() - self.state.elapsed
         self.window = {"loss": 0.0, "tokens": 0, "src_tokens": 0, "time": time.monotonic()}
-        stop = self._stop_reason()
+        stop = self.dist.from_main(self._stop_reason())
         while stop is None:
             stop = self._train_epoch()
             if stop is None:
@@ -253,7 +262,8 @@ class Trainer:
     def _train_epoch(self) -> str | None:
         t, s = self.cfg.train, self.state
         batches = list(epoch_batches(self.train_examples, t.batch_tokens, t.seed, s.epoch))
-        batches = batches[self.dist.rank :: self.dist.world]
+        usable = len(batches) - len(batches) % self.dist.world  # as many batches on every rank
+        batches = batches[self.dist.rank : usable : self.dist.world]
         per_update = t.accumulate
         start = s.batch_in_epoch
         for first in range(start, len(batches) - per_update + 1, per_update):
@@ -265,7 +275,7 @@ class Trainer:
                 if self.dist.main:
                     self.validate()
                 self.dist.barrier()
-            stop = self._stop_reason()
+            stop = self.dist.from_main(self._stop_reason())
             if stop is not None:
                 return stop
         return None
@@ -365,10 +375,11 @@ class Trainer:
         """Dev loss, perplexity and BLEU; write metrics.jsonl and checkpoints (rank 0 only)."""
         self._last_validated = self.state.step
         t0 = time.monotonic()
+        train_loss = getattr(self, "last_train_loss", None)
         record: dict[str, object] = {
             "step": self.state.step,
             "epoch": self.state.epoch,
-            "train_loss": round(getattr(self, "last_train_loss", float("nan")), 4),
+            "train_loss": None if train_loss is None else round(train_loss, 4),  # null: not yet
             "elapsed_s": round(time.monotonic() - self.start_time, 1),
         }
         bleu = None

@@ -1,0 +1,351 @@
+"""The training loop: schedule, loss, resuming, determinism, checkpoints, stopping rules, DDP.
+
+Every run trains a width-32, 1+1 layer model for a few steps on a 300-line slice of the
+bundled corpus, with a sentencepiece model trained once for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tfcli.checkpoint import BEST, LAST, load_checkpoint
+from tfcli.config import Config, load_config
+from tfcli.data import batch_by_tokens, make_examples, read_parallel
+from tfcli.errors import CheckpointError
+from tfcli.tokenizer import PAD_ID, Tokenizer, train_tokenizer
+from tfcli.train import learning_rate, loss_sum, train
+
+# --- schedule and loss ------------------------------------------------------------------------
+
+PEAK, WARMUP = 1e-3, 4
+
+
+def test_learning_rate_warms_up_linearly_to_the_peak():
+    # learning_rate(step) is the rate of update number step + 1
+    rates = [learning_rate(step, PEAK, WARMUP, "inverse_sqrt") for step in range(WARMUP)]
+    assert rates == pytest.approx([PEAK * n / WARMUP for n in range(1, WARMUP + 1)])
+
+
+def test_learning_rate_then_decays_with_the_inverse_square_root():
+    for n in (WARMUP, WARMUP + 1, 9, 16, 400):
+        rate = learning_rate(n - 1, PEAK, WARMUP, "inverse_sqrt")
+        assert rate == pytest.approx(PEAK * math.sqrt(WARMUP / n))
+    curve = [learning_rate(step, PEAK, WARMUP, "inverse_sqrt") for step in range(200)]
+    assert max(curve) == pytest.approx(PEAK)
+    assert curve.index(max(curve)) == WARMUP - 1
+
+
+def test_constant_schedule_holds_the_peak_after_warmup():
+    warm = [learning_rate(step, PEAK, WARMUP, "constant") for step in range(WARMUP)]
+    assert warm == pytest.approx([PEAK * n / WARMUP for n in range(1, WARMUP + 1)])
+    assert all(learning_rate(step, PEAK, WARMUP, "constant") == PEAK for step in range(4, 500))
+    assert learning_rate(0, PEAK, 0, "constant") == PEAK
+
+
+def _logits_and_target(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, V) logits and (B, T) targets with PAD at the end of two rows."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(3, 5, 11, generator=g)
+    target = torch.randint(PAD_ID + 4, 11, (3, 5), generator=g)
+    target[0, 3:] = PAD_ID
+    target[2, 1:] = PAD_ID
+    return logits, target
+
+
+def test_loss_sum_without_smoothing_is_summed_cross_entropy_over_real_tokens():
+    logits, target = _logits_and_target()
+    real = target != PAD_ID
+    nll = -logits.log_softmax(-1).gather(-1, target[..., None]).squeeze(-1)  # (B, T)
+    assert loss_sum(logits, target, 0.0).item() == pytest.approx(nll[real].sum().item())
+
+
+def test_label_smoothing_mixes_in_the_uniform_distribution():
+    eps = 0.1
+    logits, target = _logits_and_target()
+    real = target != PAD_ID
+    logp = logits.log_softmax(-1)
+    nll = -logp.gather(-1, target[..., None]).squeeze(-1)  # (B, T)
+    uniform = -logp.mean(-1)  # (B, T)
+    expected = ((1 - eps) * nll + eps * uniform)[real].sum()
+    assert loss_sum(logits, target, eps).item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_pad_positions_contribute_nothing(smoothing):
+    logits, target = _logits_and_target()
+    changed = logits.clone()
+    changed[target == PAD_ID] = 100 * torch.randn_like(changed[target == PAD_ID])
+    assert loss_sum(changed, target, smoothing).item() == pytest.approx(
+        loss_sum(logits, target, smoothing).item()
+    )
+    all_pad = torch.full_like(target, PAD_ID)
+    assert loss_sum(logits, all_pad, smoothing).item() == 0.0
+
+
+# --- training runs ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spm_model(tmp_path_factory, tiny_corpus) -> Path:
+    """The tiny config's sentencepiece model, trained once for all runs of this module."""
+    src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
+    path = tmp_path_factory.mktemp("spm") / "spm.model"
+    train_tokenizer(src + tgt, 500).save(path)
+    return path
+
+
+@pytest.fixture
+def make_cfg(tiny_config, spm_model):
+    """make_cfg(*overrides) -> the tiny config with the shared tokenizer and no test set."""
+
+    def make(*overrides: str) -> Config:
+        base = [f"tokenizer.model={spm_model}", "data.test=null"]
+        return load_config(tiny_config, [*base, *overrides])
+
+    return make
+
+
+@pytest.fixture
+def train_log(caplog):
+    caplog.set_level(logging.INFO, logger="tfcli")
+    return caplog
+
+
+def records(run_dir: Path) -> list[dict]:
+    text = (run_dir / "metrics.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def steps_of(run_dir: Path) -> list[int]:
+    return [r["step"] for r in records(run_dir) if "test" not in r]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_checkpoint(a).model, load_checkpoint(b).model
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def _reject(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def test_metrics_are_strict_json(tmp_path, make_cfg):
+    # a validation before the first logged training loss (valid_every < log_every)
+    run = tmp_path / "run"
+    train(make_cfg("train.max_steps=2", "train.valid_every=1", "train.log_every=5"), run)
+    for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        json.loads(line, parse_constant=_reject)
+
+
+# 8 batches an epoch: the resumed part crosses into the second epoch
+RESUME = ("train.valid_every=3", "train.batch_tokens=1500")
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, make_cfg):
+    run = tmp_path / "resumed"
+    train(make_cfg(*RESUME, "train.max_steps=6"), run)
+    first = load_checkpoint(run / LAST)
+    assert first.step == 6
+    assert first.state["optimizer"]["state"]  # Adam's moments are saved
+    result = train(make_cfg(*RESUME, "train.max_steps=10"), run)
+    assert result.step == 10
+    assert steps_of(run) == [3, 6, 9, 10]
+    assert load_checkpoint(run / LAST).step == 10
+
+
+def test_resumed_training_equals_uninterrupted_training(tmp_path, make_cfg):
+    resumed, straight = tmp_path / "resumed", tmp_path / "straight"
+    train(make_cfg(*RESUME, "train.max_steps=6"), resumed)
+    train(make_cfg(*RESUME, "train.max_steps=10"), resumed)
+    train(make_cfg(*RESUME, "train.max_steps=10"), straight)
+    assert_same_weights(resumed / LAST, straight / LAST)
+    # the optimizer state was restored, not started afresh
+    opt_a = load_checkpoint(resumed / LAST).state["optimizer"]["state"]
+    opt_b = load_checkpoint(straight / LAST).state["optimizer"]["state"]
+    for param in opt_b:
+        for name, value in opt_b[param].items():
+            assert torch.equal(opt_a[param][name], value), (param, name)
+
+
+def test_resume_with_another_model_section_is_refused(tmp_path, make_cfg):
+    run = tmp_path / "run"
+    train(make_cfg("train.max_steps=2"), run)
+    with pytest.raises(CheckpointError, match="different model settings"):
+        train(make_cfg("train.max_steps=4", "model.d_ff=128"), run)
+    assert load_checkpoint(run / LAST).step == 2
+
+
+def test_refused_resume_leaves_the_run_config_alone(tmp_path, make_cfg):
+    run = tmp_path / "run"
+    train(make_cfg("train.max_steps=2"), run)
+    with pytest.raises(CheckpointError):
+        train(make_cfg("train.max_steps=4", "model.d_ff=128"), run)
+    # config.yaml still describes the checkpoints in the run directory
+    assert load_config(run / "config.yaml").model == load_checkpoint(run / LAST).config.model
+
+
+def test_same_seed_gives_the_same_weights(tmp_path, make_cfg):
+    cfg = make_cfg("train.max_steps=3", "model.dropout=0.1", "train.valid_every=100")
+    train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b")
+    assert_same_weights(tmp_path / "a" / LAST, tmp_path / "b" / LAST)
+
+
+def test_keep_best_keeps_the_best_checkpoints(tmp_path, make_cfg):
+    run = tmp_path / "run"
+    train(make_cfg("train.keep_best=2", "train.valid_every=2", "train.max_steps=10"), run)
+    bleu = {r["step"]: r["dev_bleu"] for r in records(run)}
+    assert sorted(bleu) == [2, 4, 6, 8, 10]
+    kept = {int(p.stem.removeprefix("checkpoint_step")) for p in run.glob("checkpoint_step*.pt")}
+    assert len(kept) == 2
+    assert min(bleu[s] for s in kept) >= max(bleu[s] for s in set(bleu) - kept)
+    for step in kept:
+        assert load_checkpoint(run / f"checkpoint_step{step}.pt").step == step
+    best = load_checkpoint(run / BEST).step
+    assert bleu[best] == max(bleu.values())
+
+
+def test_patience_stops_when_dev_bleu_does_not_improve(tmp_path, make_cfg, train_log):
+    # lr 0: the weights never change, so no validation after the first one is better
+    cfg = make_cfg("train.lr=0", "train.patience=1", "train.valid_every=2", "train.max_steps=20")
+    result = train(cfg, tmp_path / "run")
+    assert result.step == 4
+    assert steps_of(tmp_path / "run") == [2, 4]
+    assert "train.patience" in train_log.text
+
+
+def test_max_minutes_stops_training(tmp_path, make_cfg, train_log):
+    cfg = make_cfg("train.max_minutes=0.001", "train.max_steps=100000", "train.valid_every=1000")
+    result = train(cfg, tmp_path / "run")
+    assert 1 <= result.step < 100000
+    assert "train.max_minutes" in train_log.text
+    assert load_checkpoint(tmp_path / "run" / LAST).step == result.step
+
+
+def test_length_filtering_is_reported(tmp_path, make_cfg, spm_model, tiny_corpus, train_log):
+    train(make_cfg("data.max_len=16", "train.max_steps=1"), tmp_path / "run")
+    tok = Tokenizer.load(spm_model)
+    src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
+    # a pair's length counts its EOS token, as in training
+    lengths = [max(len(s), len(t)) + 1 for s, t in zip(tok.encode(src), tok.encode(tgt)) if s and t]
+    too_long = sum(n > 16 for n in lengths)
+    assert too_long > 0
+    assert f"{too_long} too long" in train_log.text
+
+
+def test_gradient_accumulation_makes_one_update_per_group(
+    tmp_path, make_cfg, spm_model, tiny_corpus
+):
+    cfg = make_cfg(
+        "train.accumulate=2",
+        "train.max_epochs=1",
+        "train.max_steps=1000",
+        "train.batch_tokens=1000",
+        "train.valid_every=1000",
+    )
+    tok = Tokenizer.load(spm_model)
+    src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
+    examples, _ = make_examples(src, tgt, tok, tok, cfg.data.max_len)
+    batches = len(batch_by_tokens(examples, cfg.train.batch_tokens))
+    assert batches >= 4
+    result = train(cfg, tmp_path / "run")
+    assert result.step == batches // 2
+
+
+# --- torchrun: DistributedDataParallel on the CPU (gloo) ---------------------------------------
+
+
+def torchrun(tmp_path: Path, config: Path, *overrides: str, timeout: float = 60):
+    """`torchrun --nproc_per_node 2 -m tfcli train` into tmp_path/run -> (exit code, stdout, stderr).
+
+    On a timeout torchrun gets SIGTERM, which it passes on to its worker processes.
+    """
+    sets = [arg for o in overrides for arg in ("--set", o)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
+    cmd += ["-m", "tfcli", "train", str(config), "-o", str(tmp_path / "run"), "--quiet", *sets]
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = subprocess.Popen(
+            cmd, stdout=stdout, stderr=stderr, env=dict(os.environ, OMP_NUM_THREADS="1")
+        )
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            pytest.fail(f"torchrun did not finish in {timeout} s: its processes wait on each other")
+    return proc.returncode, out.read_text(), err.read_text()
+
+
+def test_torchrun_trains_with_two_processes(tmp_path, tiny_config, spm_model):
+    run = tmp_path / "run"
+    rc, out, err = torchrun(
+        tmp_path,
+        tiny_config,
+        "train.max_steps=4",
+        "train.valid_every=2",
+        f"tokenizer.model={spm_model}",
+    )
+    assert rc == 0, err
+    assert load_checkpoint(run / LAST).step == 4
+    assert steps_of(run) == [2, 4]  # rank 0 alone validates and writes
+    assert sum("test" in r for r in records(run)) == 1
+    assert out.count("test BLEU") == 1
+    assert not list(run.glob(".*.tmp*"))
+
+
+def test_torchrun_processes_stop_together(tmp_path, tiny_config, spm_model):
+    # rank 0 decides early stopping (it alone validates); the other process must stop too
+    run = tmp_path / "run"
+    rc, _, err = torchrun(
+        tmp_path,
+        tiny_config,
+        "train.lr=0",
+        "train.patience=1",
+        "train.valid_every=2",
+        "train.max_steps=20",
+        "data.test=null",
+        f"tokenizer.model={spm_model}",
+        timeout=30,
+    )
+    assert rc == 0, err
+    assert load_checkpoint(run / LAST).step == 4
+
+
+def test_torchrun_processes_agree_on_the_end_of_an_epoch(
+    tmp_path, tiny_config, spm_model, tiny_corpus
+):
+    # an odd number of batches cannot be split evenly between two processes
+    tok = Tokenizer.load(spm_model)
+    src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
+    examples, _ = make_examples(src, tgt, tok, tok, load_config(tiny_config).data.max_len)
+    sizes = {n: len(batch_by_tokens(examples, n)) for n in range(1600, 3200, 100)}
+    batch_tokens, batches = next((n, b) for n, b in sizes.items() if b % 2)
+    rc, _, err = torchrun(
+        tmp_path,
+        tiny_config,
+        "train.max_epochs=1",
+        f"train.batch_tokens={batch_tokens}",
+        "train.max_steps=100",
+        "train.valid_every=100",
+        "data.test=null",
+        f"tokenizer.model={spm_model}",
+        timeout=30,
+    )
+    assert rc == 0, err
+    assert load_checkpoint(tmp_path / "run" / LAST).step in (batches // 2, batches // 2 + 1)
