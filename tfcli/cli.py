@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,6 +94,8 @@ def train(
 
     with TrainProgress(err, enabled=not quiet) as progress:
         result = _run(lambda: train_run(cfg, run_dir, progress))
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, process 0 reports
     print_train_summary(err, result)
     if result.test is not None:
         typer.echo(f"test BLEU {result.test['bleu']:.2f}  chrF {result.test['chrf']:.2f}")
