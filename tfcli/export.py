@@ -4,13 +4,19 @@ The exported directory holds `model.bin`, `config.json`, the vocabularies and th
 models (`source.spm`, `target.spm`), so it translates on its own:
 
     translator = ctranslate2.Translator(out_dir)
-    sp = sentencepiece.SentencePieceProcessor(model_file=f"{out_dir}/source.spm")
-    result = translator.translate_batch([sp.encode(line, out_type=str)])
+    src = sentencepiece.SentencePieceProcessor(model_file=f"{out_dir}/source.spm")
+    tgt = sentencepiece.SentencePieceProcessor(model_file=f"{out_dir}/target.spm")
+    pieces = src.encode(line, out_type=str)
+    result = translator.translate_batch([pieces], suppress_sequences=[["<pad>"], ["<s>"]])
+    print(tgt.decode(result[0].hypotheses[0]))
 
 Our model maps one to one onto CTranslate2's `TransformerSpec`: fused query/key/value in
 self-attention, W_q and fused W_k/W_v in encoder-decoder attention, embeddings scaled by
 sqrt(d_model), our own sinusoidal table as position encodings, post- or pre-norm layers.
-CTranslate2 appends EOS to the source and starts the decoder from BOS, as tfcli does.
+CTranslate2 appends EOS to the source and starts the decoder from BOS, as tfcli does. tfcli's
+search never produces PAD or BOS; `suppress_sequences` above does the same in CTranslate2.
+Its length penalty differs: tfcli's is GNMT's ((5 + length) / 6)^alpha, CTranslate2's
+length^alpha (`length_penalty=alpha`), so beam outputs can differ slightly.
 """
 
 from __future__ import annotations
