@@ -1,0 +1,471 @@
+"""Translation throughput: tfcli's cached search against a cache-free decoder and CTranslate2.
+
+    python benchmarks/bench_translate.py -m runs/quickstart
+    python benchmarks/bench_translate.py --random-model --sentences 200 --repeats 1
+
+Measured as CTranslate2 measures its own benchmarks: the source is tokenized and the model
+loaded before timing; sentences are sorted by length and cut into batches of 32; the figure is
+sentences (and generated target tokens, EOS excluded) per second of decoding, the median over
+`--repeats` passes after a warm-up batch. The systems decode the same batches with the same
+beam and max length (one per batch: a * longest source + b from the decode settings):
+
+    tfcli        tfcli.search (greedy / batched beam with a key/value cache)
+    cache-free   the same search, but every step re-runs the decoder layers over the whole
+                 prefix; it is slow, so it decodes every k-th batch (--baseline-sentences) and
+                 its speed ratio is taken against tfcli on those same batches
+    ctranslate2  the same weights exported with tfcli.export (float32), when installed; PAD and
+                 BOS are suppressed, as tfcli.search never produces them
+
+Length penalty: tfcli uses GNMT's ((5 + len) / 6)^alpha, CTranslate2 len^alpha, so beam
+outputs may differ slightly; greedy outputs should agree. A random-weight model (`--random-model`,
+or when no trained run exists) rarely emits EOS: outputs run to the max length, which measures
+throughput fine but says nothing about translation quality.
+
+Also measured: the cold start of `tfcli translate -m RUN "one sentence"` as a subprocess
+(process start, imports, model load, one translation; same thread count) and peak memory per
+system (resident set on the CPU, reset before each system; allocated memory on CUDA).
+On a machine shared with other work, `--threads 1` gives the steadiest figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import (
+    DATA,
+    ROOT,
+    bench_tokenizer,
+    format_table,
+    machine,
+    median_time,
+    model_shape,
+    peak_memory_mib,
+    reset_peak_memory,
+    write_json,
+)
+from torch import nn
+
+from tfcli.checkpoint import (
+    Checkpoint,
+    build_model,
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from tfcli.config import DecodeConfig
+from tfcli.data import read_lines
+from tfcli.device import resolve_device
+from tfcli.errors import TfcliError
+from tfcli.model import DecoderCache, Transformer
+from tfcli.search import Hypothesis, max_lengths, search
+from tfcli.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+
+BATCH_SENTENCES = 32
+SEARCHES = {"greedy": 1, "beam 4": 4}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("-m", "--model", type=Path, help="run directory or checkpoint [runs/quickstart]")
+    p.add_argument("--random-model", action="store_true", help="random weights, quickstart shape")
+    p.add_argument("--src", type=Path, default=DATA / "test.de", help="source sentences")
+    p.add_argument("--sentences", type=int, default=1000, help="first N lines of --src")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes (median)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads; 0: PyTorch's default")
+    p.add_argument(
+        "--baseline-sentences",
+        type=int,
+        default=256,
+        help="the cache-free decoder's share: this many sentences spread over all lengths (0: all)",
+    )
+    p.add_argument("--no-baseline", action="store_true", help="skip the cache-free decoder")
+    p.add_argument("--no-ctranslate2", action="store_true", help="skip CTranslate2")
+    p.add_argument("--no-cold-start", action="store_true", help="skip the subprocess timing")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-': stdout)")
+    return p.parse_args()
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Subject:
+    """The checkpoint under test, loaded, with the run directory the CLI can read."""
+
+    model: Transformer
+    src_tok: Tokenizer
+    tgt_tok: Tokenizer
+    decode: DecodeConfig
+    run: Path
+    random: bool
+
+
+def load_subject(args: argparse.Namespace, workdir: Path, device: torch.device) -> Subject:
+    default = ROOT / "runs" / "quickstart"
+    if not args.random_model and (args.model is not None or default.exists()):
+        ckpt = load_checkpoint(find_checkpoint(args.model or default), with_state=False)
+        run = args.model or default
+        random_weights = False
+    else:
+        if not args.random_model:
+            print("note: no trained run at runs/quickstart; using random weights", file=sys.stderr)
+        ckpt = random_checkpoint()
+        run = workdir / "random-run"
+        run.mkdir()
+        save_checkpoint(run / "checkpoint_best.pt", ckpt)
+        random_weights = True
+    model = build_model(ckpt).to(device)
+    return Subject(
+        model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.config.decode, run, random_weights
+    )
+
+
+def random_checkpoint() -> Checkpoint:
+    """The quickstart shape with its initial (random) weights and a tokenizer for the corpus."""
+    shape = model_shape("quickstart")
+    tok = bench_tokenizer(shape.vocab)
+    torch.manual_seed(1)
+    model = Transformer(shape.model, len(tok), len(tok))
+    return Checkpoint(model.state_dict(), shape.config, tok, tok)
+
+
+class CacheFree(nn.Module):
+    """`Transformer` for tfcli.search that ignores the key/value cache: every step re-runs the
+    decoder layers over the whole prefix (BOS + tokens so far) and projects the last position.
+
+    The prefix is kept in the cache dict itself, so the search's reordering of cache rows
+    (beams, finished sentences) reorders it too; everything else is the same search.
+    """
+
+    def __init__(self, model: Transformer) -> None:
+        super().__init__()
+        self.model, self.cfg = model, model.cfg
+
+    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode(src)
+
+    def new_cache(self) -> DecoderCache:
+        return self.model.new_cache()
+
+    def decode(
+        self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor, cache: DecoderCache
+    ) -> torch.Tensor:
+        state = cache[0]["self"]
+        prefix = torch.cat([state["prefix"], tgt], 1) if "prefix" in state else tgt  # (N, t)
+        state["prefix"] = prefix
+        dec = self.model.decoder
+        x = dec.embed(prefix)  # (N, t, D)
+        for layer in dec.layers:
+            x = layer(x, memory, src_mask)
+        return dec.output(dec.final_norm(x[:, -1:]))  # (N, 1, V): only the last position
+
+
+# --- the systems -------------------------------------------------------------------------------
+
+
+@dataclass
+class Workload:
+    """The test sentences as length-sorted batches, tokenized ahead of timing.
+
+    `limits`: the longest output per batch, EOS included: decode.max_len_a * S + max_len_b for
+    the batch's longest source S. Every system gets this one limit per batch, because
+    CTranslate2's translate_batch takes a single max_decoding_length.
+    """
+
+    ids: list[torch.Tensor]  # (B, S) per batch: ids + EOS, right-padded
+    pieces: list[list[list[str]]]  # the same sources as sentencepiece pieces
+    limits: list[int]
+
+    def shortest(self) -> Workload:
+        """The batch of the shortest sentences only (a cheap warm-up)."""
+        return Workload(self.ids[-1:], self.pieces[-1:], self.limits[-1:])
+
+    def spread(self, sentences: int) -> Workload:
+        """Every k-th batch, about `sentences` sentences over the whole length range (0: all)."""
+        if sentences <= 0 or sentences >= BATCH_SENTENCES * len(self.ids):
+            return self
+        k = math.ceil(len(self.ids) / math.ceil(sentences / BATCH_SENTENCES))
+        pick = slice(k // 2, None, k)  # the middle batch of every k
+        return Workload(self.ids[pick], self.pieces[pick], self.limits[pick])
+
+
+def make_workload(subject: Subject, lines: list[str], device: torch.device) -> Workload:
+    cfg, decode, tok = subject.model.cfg, subject.decode, subject.src_tok
+    ids = [s[: cfg.max_positions - 1] for s in tok.encode(lines) if s]
+    ids.sort(key=len, reverse=True)
+    batches = [ids[i : i + BATCH_SENTENCES] for i in range(0, len(ids), BATCH_SENTENCES)]
+    tensors = [pad(b, device) for b in batches]
+    limits = [
+        int(max_lengths(t, decode.max_len_a, decode.max_len_b, cfg.max_positions).max())
+        for t in tensors
+    ]
+    pieces = [[[tok.sp.id_to_piece(i) for i in s] for s in b] for b in batches]
+    return Workload(tensors, pieces, limits)
+
+
+def pad(batch: list[list[int]], device: torch.device) -> torch.Tensor:
+    """(B, S): ids + EOS, right-padded."""
+    width = max(len(s) for s in batch) + 1
+    rows = [s + [EOS_ID] + [PAD_ID] * (width - len(s) - 1) for s in batch]
+    return torch.tensor(rows).to(device)
+
+
+def run_torch(model: nn.Module, work: Workload, beam: int, alpha: float) -> list[list[int]]:
+    """Decode every batch with tfcli.search; returns the best token ids per sentence."""
+    out: list[list[int]] = []
+    for src, limit in zip(work.ids, work.limits):
+        hyps: list[list[Hypothesis]] = search(
+            model,  # type: ignore[arg-type]  # CacheFree has the same interface
+            src,
+            beam=beam,
+            alpha=alpha,
+            max_len_a=0.0,
+            max_len_b=limit,
+        )
+        out.extend(h[0].tokens for h in hyps)
+    return out
+
+
+def ct2_translator(subject: Subject, workdir: Path, device: torch.device) -> Any | None:
+    """CTranslate2 on the same weights, or None (with a note) when it is not installed."""
+    try:
+        import ctranslate2
+    except ImportError:
+        print("note: ctranslate2 is not installed; skipping it", file=sys.stderr)
+        return None
+    from tfcli.export import export_ctranslate2
+
+    ckpt_path = find_checkpoint(subject.run)
+    out = export_ctranslate2(ckpt_path, workdir / "ct2")
+    return ctranslate2.Translator(
+        str(out),
+        device="cuda" if device.type == "cuda" else "cpu",
+        inter_threads=1,
+        intra_threads=torch.get_num_threads(),
+    )
+
+
+def run_ct2(
+    translator: Any, work: Workload, beam: int, alpha: float, banned: list[list[str]]
+) -> list[list[str]]:
+    """translate_batch per batch; returns the best pieces per sentence.
+
+    `banned`: the PAD and BOS pieces, which tfcli.search never produces either.
+    """
+    out: list[list[str]] = []
+    for pieces, limit in zip(work.pieces, work.limits):
+        results = translator.translate_batch(
+            pieces,
+            beam_size=beam,
+            length_penalty=alpha,
+            max_decoding_length=limit - 1,  # CTranslate2 does not count EOS
+            max_batch_size=0,
+            suppress_sequences=banned,
+        )
+        out.extend(r.hypotheses[0] for r in results)
+    return out
+
+
+# --- measurements ------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    system: str
+    search: str
+    seconds: float
+    sentences: int
+    tokens: int
+    peak_mib: float
+    same_as_tfcli: float | None = None  # share of sentences with identical output
+    speedup_vs_cache_free: float | None = None  # tfcli only: on the cache-free decoder's batches
+
+    @property
+    def sentences_per_s(self) -> float:
+        return self.sentences / self.seconds
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+
+# A system decodes a workload with a beam size and returns the best output per sentence.
+Decoder = Callable[[Workload, int], list[list[Any]]]
+
+
+def measure(
+    system: str,
+    decoder: Decoder,
+    work: Workload,
+    search_name: str,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> tuple[Row, list[list[Any]]]:
+    """Warm up on the shortest batch, then time `--repeats` passes over the whole workload (median)."""
+    beam = SEARCHES[search_name]
+    decoder(work.shortest(), beam)
+    reset_peak_memory(device)
+    seconds, outputs = median_time(lambda: decoder(work, beam), args.repeats, device)
+    tokens = sum(len(o) for o in outputs)
+    row = Row(system, search_name, seconds, len(outputs), tokens, peak_memory_mib(device))
+    print(
+        f"  {system:12s} {search_name:7s} {len(outputs):5d} sentences {seconds:8.2f} s",
+        file=sys.stderr,
+    )
+    return row, outputs
+
+
+def cold_start(run: Path, repeats: int) -> tuple[float | None, str]:
+    """Median wall time of `tfcli translate -m RUN "..."` in a fresh process, and the command."""
+    exe = shutil.which("tfcli")
+    cmd = [exe] if exe else [sys.executable, "-m", "tfcli"]
+    shown = "tfcli" if exe else "python -m tfcli"
+    cmd += ["translate", "-m", str(run), "--device", "cpu", "Guten Morgen, wie geht es Ihnen?"]
+    # the same thread count as the in-process measurements
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    times = []
+    for _ in range(max(repeats, 1)):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        times.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            return None, f"{shown} translate failed: {last}"
+    return statistics.median(times), f"{shown} translate -m RUN '...'"
+
+
+def agreement(outputs: list[list[Any]], ours: list[list[int]], tok: Tokenizer) -> float:
+    """Share of sentences whose output equals tfcli's (as ids, or as pieces for CTranslate2)."""
+    same = 0
+    for out, mine in zip(outputs, ours):
+        if out and isinstance(out[0], str):
+            mine = [tok.sp.id_to_piece(i) for i in mine]
+        same += out == mine
+    return same / max(len(ours), 1)
+
+
+def decoders(
+    args: argparse.Namespace, subject: Subject, workdir: Path, device: torch.device
+) -> dict[str, Decoder]:
+    """tfcli, and the baselines that are asked for and available."""
+    alpha = subject.decode.length_penalty
+    found: dict[str, Decoder] = {"tfcli": lambda w, b: run_torch(subject.model, w, b, alpha)}
+    if not args.no_baseline:
+        cache_free = CacheFree(subject.model)
+        found["cache-free"] = lambda w, b: run_torch(cache_free, w, b, alpha)
+    translator = None if args.no_ctranslate2 else ct2_translator(subject, workdir, device)
+    if translator is not None:
+        banned = [[subject.tgt_tok.sp.id_to_piece(i)] for i in (PAD_ID, BOS_ID)]
+        found["ctranslate2"] = lambda w, b: run_ct2(translator, w, b, alpha, banned)
+    return found
+
+
+def benchmark(
+    args: argparse.Namespace, subject: Subject, workdir: Path, device: torch.device
+) -> list[Row]:
+    """Time every system on every search; the cache-free decoder on a spread of the batches,
+    against tfcli on the same batches."""
+    work = make_workload(subject, read_lines(args.src)[: args.sentences], device)
+    few = work.spread(args.baseline_sentences)
+    systems = decoders(args, subject, workdir, device)
+    rows: list[Row] = []
+    for name in SEARCHES:
+        ours, ours_out = measure("tfcli", systems["tfcli"], work, name, args, device)
+        rows.append(ours)
+        if "cache-free" in systems:
+            same, same_out = ours, ours_out
+            if few is not work:
+                same, same_out = measure("tfcli", systems["tfcli"], few, name, args, device)
+            row, out = measure("cache-free", systems["cache-free"], few, name, args, device)
+            row.same_as_tfcli = agreement(out, same_out, subject.tgt_tok)
+            ours.speedup_vs_cache_free = row.seconds / same.seconds
+            rows.append(row)
+        if "ctranslate2" in systems:
+            row, out = measure("ctranslate2", systems["ctranslate2"], work, name, args, device)
+            row.same_as_tfcli = agreement(out, ours_out, subject.tgt_tok)
+            rows.append(row)
+    return rows
+
+
+def report(rows: list[Row], cold: tuple[float | None, str] | None, subject: Subject) -> dict:
+    """Print the table (to stdout) and return the figures as plain data."""
+    table = []
+    for r in rows:
+        ct2 = next((c for c in rows if c.search == r.search and c.system == "ctranslate2"), None)
+        comparable = ct2 is not None and r.system != "cache-free"  # same sentences
+        table.append(
+            [
+                r.system,
+                r.search,
+                r.sentences,
+                r.sentences_per_s,
+                r.tokens_per_s,
+                1.0 if r.system == "cache-free" else r.speedup_vs_cache_free,
+                ct2.seconds / r.seconds if comparable and ct2 else None,
+                r.peak_mib,
+                None if r.same_as_tfcli is None else 100 * r.same_as_tfcli,
+            ]
+        )
+    headers = ["system", "search", "sentences", "sent/s", "tok/s", "x cache-free"]
+    print(format_table([*headers, "x ctranslate2", "peak MiB", "% same as tfcli"], table))
+    print(
+        "x cache-free, x ctranslate2: speed relative to that system on the same sentences; "
+        "% same: sentences whose output equals tfcli's"
+    )
+    if cold is not None:
+        seconds, what = cold
+        print(f"cold start ({what}): " + (f"{seconds:.2f} s" if seconds else "skipped"))
+    weights = "random weights (outputs run to the max length)" if subject.random else "trained"
+    threads = torch.get_num_threads()
+    print(f"model: {weights}; batches of {BATCH_SENTENCES} sentences; {threads} threads")
+    return {
+        "machine": machine(),
+        "random_weights": subject.random,
+        "batch_sentences": BATCH_SENTENCES,
+        "rows": [
+            {**r.__dict__, "sentences_per_s": r.sentences_per_s, "tokens_per_s": r.tokens_per_s}
+            for r in rows
+        ],
+        "cold_start_s": cold[0] if cold else None,
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        device = resolve_device(args.device)
+        if not args.src.is_file():
+            raise TfcliError(f"{args.src}: source file not found; give one with --src")
+        with tempfile.TemporaryDirectory(prefix="tfcli-bench-") as tmp:
+            workdir = Path(tmp)
+            subject = load_subject(args, workdir, device)
+            rows = benchmark(args, subject, workdir, device)
+            cold = None if args.no_cold_start else cold_start(subject.run, args.repeats)
+            table_out = sys.stderr if args.json == "-" else sys.stdout  # keep JSON clean
+            with contextlib.redirect_stdout(table_out):
+                payload = report(rows, cold, subject)
+    except TfcliError as e:
+        sys.exit(f"error: {e}")
+    if args.json:
+        write_json(args.json, payload)
+
+
+if __name__ == "__main__":
+    main()
