@@ -22,24 +22,27 @@ def source_mask(src: torch.Tensor) -> torch.Tensor:
     return (src != PAD_ID)[:, None, None, :]
 
 
+def _layer_args(cfg: ModelConfig) -> tuple:
+    """The arguments of EncoderLayer and DecoderLayer, in their order."""
+    return (
+        cfg.d_model,
+        cfg.heads,
+        cfg.d_ff,
+        cfg.dropout,
+        cfg.attention_dropout,
+        cfg.norm == "pre",
+        cfg.activation,
+    )
+
+
 class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig, embed: Embeddings) -> None:
         super().__init__()
-        pre = cfg.norm == "pre"
         self.embed = embed
         self.layers = nn.ModuleList(
-            EncoderLayer(
-                cfg.d_model,
-                cfg.heads,
-                cfg.d_ff,
-                cfg.dropout,
-                cfg.attention_dropout,
-                pre,
-                cfg.activation,
-            )
-            for _ in range(cfg.encoder_layers)
+            EncoderLayer(*_layer_args(cfg)) for _ in range(cfg.encoder_layers)
         )
-        self.final_norm = nn.LayerNorm(cfg.d_model) if pre else nn.Identity()
+        self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         x = self.embed(src)  # (B, S, D)
@@ -51,21 +54,11 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig, embed: Embeddings, vocab: int) -> None:
         super().__init__()
-        pre = cfg.norm == "pre"
         self.embed = embed
         self.layers = nn.ModuleList(
-            DecoderLayer(
-                cfg.d_model,
-                cfg.heads,
-                cfg.d_ff,
-                cfg.dropout,
-                cfg.attention_dropout,
-                pre,
-                cfg.activation,
-            )
-            for _ in range(cfg.decoder_layers)
+            DecoderLayer(*_layer_args(cfg)) for _ in range(cfg.decoder_layers)
         )
-        self.final_norm = nn.LayerNorm(cfg.d_model) if pre else nn.Identity()
+        self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
         self.output = nn.Linear(cfg.d_model, vocab, bias=False)  # the "generator"
         nn.init.normal_(self.output.weight, mean=0.0, std=cfg.d_model**-0.5)
 
