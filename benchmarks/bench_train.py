@@ -71,8 +71,8 @@ from tfcli.data import Batch, Example, batch_by_tokens, collate, make_examples, 
 from tfcli.device import autocast, cpu_has_native_bf16, resolve_device
 from tfcli.layers import sinusoid_table
 from tfcli.model import Transformer
+from tfcli.optim import loss_sum, make_optimizer
 from tfcli.tokenizer import PAD_ID, Tokenizer
-from tfcli.train import loss_sum, make_optimizer
 
 
 def parse_args() -> argparse.Namespace:

@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -18,11 +17,10 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 
 from tfcli.checkpoint import BEST, LAST, Checkpoint, average_weights, load_checkpoint
 from tfcli.checkpoint import save_checkpoint as write_checkpoint
-from tfcli.config import Config, TrainConfig, save_config
+from tfcli.config import Config, save_config
 from tfcli.data import (
     Batch,
     batch_by_tokens,
@@ -33,11 +31,13 @@ from tfcli.data import (
     resolve_path,
 )
 from tfcli.device import autocast, resolve_device, resolve_precision
+from tfcli.distributed import Distributed
 from tfcli.errors import CheckpointError, ConfigError
 from tfcli.evaluate import bleu as corpus_bleu
 from tfcli.evaluate import score
 from tfcli.model import Transformer, count_parameters
-from tfcli.tokenizer import PAD_ID, load_run_tokenizers, prepare_tokenizers
+from tfcli.optim import learning_rate, loss_sum, make_optimizer
+from tfcli.tokenizer import load_run_tokenizers, prepare_tokenizers
 from tfcli.translate import Translator
 
 log = logging.getLogger(__name__)
@@ -48,39 +48,6 @@ class Progress(Protocol):
     """Where the loop reports progress (the CLI draws a progress bar)."""
 
     def update(self, step: int, fraction: float, stats: dict[str, float]) -> None: ...
-
-
-def learning_rate(step: int, peak: float, warmup: int, schedule: str) -> float:
-    """Linear warmup to `peak`, then `peak * sqrt(warmup / step)` (inverse_sqrt) or constant."""
-    if warmup > 0 and step < warmup:
-        return peak * (step + 1) / warmup
-    if schedule == "constant" or warmup == 0:
-        return peak
-    return peak * math.sqrt(warmup / (step + 1))
-
-
-def loss_sum(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Label-smoothed cross-entropy summed over non-pad target tokens.
-
-    Shape: logits (B, T, V), target (B, T) -> scalar
-    """
-    return F.cross_entropy(
-        logits.float().flatten(0, 1),
-        target.flatten(),
-        ignore_index=PAD_ID,
-        label_smoothing=smoothing,
-        reduction="sum",
-    )
-
-
-def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or AdamW, fused into one kernel per step where PyTorch has it (CUDA; CPU from 2.4)."""
-    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    kwargs = dict(lr=t.lr, betas=t.adam_betas, eps=t.adam_eps, weight_decay=t.weight_decay)
-    try:
-        return cls(model.parameters(), fused=True, **kwargs)
-    except (RuntimeError, TypeError):
-        return cls(model.parameters(), foreach=True, **kwargs)
 
 
 @dataclass
@@ -102,36 +69,6 @@ class TrainResult:
     best_bleu: float | None
     test: dict[str, object] | None
     samples: list[tuple[str, str, str]] = field(default_factory=list)  # (source, reference, output)
-
-
-class Distributed:
-    """torchrun's environment, or a single process."""
-
-    def __init__(self) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def setup(self, device: torch.device) -> None:
-        if self.world > 1 and not torch.distributed.is_initialized():
-            backend = "nccl" if device.type == "cuda" else "gloo"
-            torch.distributed.init_process_group(backend)
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-    def from_main(self, value: str | None) -> str | None:
-        """Rank 0's `value` on every process: rank 0 alone validates, so it decides when to stop."""
-        if self.world == 1:
-            return value
-        box = [value]
-        torch.distributed.broadcast_object_list(box, src=0)
-        return box[0]
 
 
 class Trainer:
