@@ -108,6 +108,11 @@ class Trainer:
         if not self.train_examples:
             raise ConfigError(f"data.train: no usable sentence pairs in {src_path} / {tgt_path}")
         self.dev = self._read_eval_set(d.dev)
+        self.dev_batches: list[Batch] = []
+        if self.dev is not None:  # tokenized and batched once, reused by every validation
+            examples, _ = make_examples(self.dev[0], self.dev[1], self.src_tok, self.tgt_tok)
+            groups = batch_by_tokens(examples, self.cfg.train.batch_tokens)
+            self.dev_batches = [collate(group) for group in groups]
 
     def _read_eval_set(self, prefix: str | None) -> tuple[list[str], list[str]] | None:
         if not prefix:
@@ -291,12 +296,10 @@ class Trainer:
 
     @torch.no_grad()
     def _dev_loss(self, model: Transformer) -> float:
-        assert self.dev is not None
-        examples, _ = make_examples(self.dev[0], self.dev[1], self.src_tok, self.tgt_tok)
         model.eval()
         total, tokens = 0.0, 0
-        for group in batch_by_tokens(examples, self.cfg.train.batch_tokens):
-            batch = collate(group).to(self.device)
+        for batch in self.dev_batches:
+            batch = batch.to(self.device)
             with autocast(self.device, self.precision):
                 logits = model(batch.src, batch.tgt_in)
             total += float(loss_sum(logits, batch.tgt_out, 0.0))

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from tfcli.checkpoint import build_model, find_checkpoint, load_checkpoint
-from tfcli.config import DecodeConfig
+from tfcli.config import DecodeConfig, config_from_dict, config_to_dict
 from tfcli.device import autocast, resolve_device, resolve_precision
 from tfcli.model import Transformer
 from tfcli.search import Hypothesis, search
@@ -133,8 +133,6 @@ def load_translator(
     settings = {k: v for k, v in decode_overrides.items() if v is not None}
     decode = ckpt.config.decode
     if settings:
-        from tfcli.config import config_from_dict, config_to_dict
-
         raw = config_to_dict(ckpt.config)
         raw["decode"].update(settings)
         decode = config_from_dict(raw).decode  # validated like any config
