@@ -11,8 +11,11 @@ noise from other work on the machine hits both alike:
                + nn.Transformer(batch_first) + Linear output tied to the embedding
 
     step       autocast (bf16 or none) forward, label-smoothed cross-entropy summed over target
-               tokens (tfcli.train.loss_sum) / target tokens, backward, clip when the config
-               clips, optimizer step (tfcli.train.make_optimizer: fused Adam where available)
+               tokens / target tokens, backward, clip when the config clips, optimizer step
+               (tfcli.optim.make_optimizer: fused Adam where available). The loss: tfcli as
+               tfcli.train computes it (tfcli.loss.output_loss_sum, the output layer and the
+               loss a slice of rows at a time); the reference from whole logits with
+               F.cross_entropy (tfcli.loss.loss_sum).
 
 The reference masks the source padding (src_key_padding_mask, memory_key_padding_mask) and uses a
 causal target mask; like tfcli it needs no target padding mask, since padding is on the right.
@@ -70,8 +73,9 @@ from tfcli.config import ModelConfig, TrainConfig
 from tfcli.data import Batch, Example, batch_by_tokens, collate, make_examples, padding_share
 from tfcli.device import autocast, cpu_has_native_bf16, resolve_device
 from tfcli.layers import sinusoid_table
+from tfcli.loss import loss_sum
 from tfcli.model import Transformer
-from tfcli.optim import loss_sum, make_optimizer
+from tfcli.optim import make_optimizer
 from tfcli.tokenizer import PAD_ID, Tokenizer
 
 
@@ -193,8 +197,11 @@ def train_step(
 ) -> None:
     """What tfcli.train does per update (accumulate 1): loss per target token, clip, Adam."""
     with autocast(device, precision):
-        logits = t.model(batch.src, batch.tgt_in)  # (B, T, V)
-        loss = loss_sum(logits, batch.tgt_out, train.label_smoothing)
+        if isinstance(t.model, Transformer):  # as tfcli.train: the sliced output loss
+            loss = t.model(batch.src, batch.tgt_in, batch.tgt_out, train.label_smoothing)
+        else:
+            logits = t.model(batch.src, batch.tgt_in)  # (B, T, V)
+            loss = loss_sum(logits, batch.tgt_out, train.label_smoothing)
     (loss / batch.tgt_tokens).backward()
     if train.clip_norm > 0:
         torch.nn.utils.clip_grad_norm_(t.model.parameters(), train.clip_norm)

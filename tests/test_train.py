@@ -1,4 +1,4 @@
-"""The training loop: schedule, loss, resuming, determinism, checkpoints, stopping rules, DDP.
+"""The training loop: schedule, resuming, determinism, checkpoints, stopping rules, DDP.
 
 Every run trains a width-32, 1+1 layer model for a few steps on a 300-line slice of the
 bundled corpus, with a sentencepiece model trained once for the module.
@@ -21,10 +21,10 @@ from tfcli.checkpoint import BEST, LAST, load_checkpoint
 from tfcli.config import Config, load_config
 from tfcli.data import batch_by_tokens, make_examples, read_parallel
 from tfcli.errors import CheckpointError
-from tfcli.tokenizer import PAD_ID, Tokenizer, train_tokenizer
-from tfcli.train import learning_rate, loss_sum, train
+from tfcli.tokenizer import Tokenizer, train_tokenizer
+from tfcli.train import learning_rate, train
 
-# --- schedule and loss ------------------------------------------------------------------------
+# --- schedule ---------------------------------------------------------------------------------
 
 PEAK, WARMUP = 1e-3, 4
 
@@ -49,46 +49,6 @@ def test_constant_schedule_holds_the_peak_after_warmup():
     assert warm == pytest.approx([PEAK * n / WARMUP for n in range(1, WARMUP + 1)])
     assert all(learning_rate(step, PEAK, WARMUP, "constant") == PEAK for step in range(4, 500))
     assert learning_rate(0, PEAK, 0, "constant") == PEAK
-
-
-def _logits_and_target(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T, V) logits and (B, T) targets with PAD at the end of two rows."""
-    g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(3, 5, 11, generator=g)
-    target = torch.randint(PAD_ID + 4, 11, (3, 5), generator=g)
-    target[0, 3:] = PAD_ID
-    target[2, 1:] = PAD_ID
-    return logits, target
-
-
-def test_loss_sum_without_smoothing_is_summed_cross_entropy_over_real_tokens():
-    logits, target = _logits_and_target()
-    real = target != PAD_ID
-    nll = -logits.log_softmax(-1).gather(-1, target[..., None]).squeeze(-1)  # (B, T)
-    assert loss_sum(logits, target, 0.0).item() == pytest.approx(nll[real].sum().item())
-
-
-def test_label_smoothing_mixes_in_the_uniform_distribution():
-    eps = 0.1
-    logits, target = _logits_and_target()
-    real = target != PAD_ID
-    logp = logits.log_softmax(-1)
-    nll = -logp.gather(-1, target[..., None]).squeeze(-1)  # (B, T)
-    uniform = -logp.mean(-1)  # (B, T)
-    expected = ((1 - eps) * nll + eps * uniform)[real].sum()
-    assert loss_sum(logits, target, eps).item() == pytest.approx(expected.item())
-
-
-@pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_pad_positions_contribute_nothing(smoothing):
-    logits, target = _logits_and_target()
-    changed = logits.clone()
-    changed[target == PAD_ID] = 100 * torch.randn_like(changed[target == PAD_ID])
-    assert loss_sum(changed, target, smoothing).item() == pytest.approx(
-        loss_sum(logits, target, smoothing).item()
-    )
-    all_pad = torch.full_like(target, PAD_ID)
-    assert loss_sum(logits, all_pad, smoothing).item() == 0.0
 
 
 # --- training runs ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from torch import nn
 
 from tfcli.config import ModelConfig
 from tfcli.layers import DecoderLayer, Embeddings, EncoderLayer, KVCache
+from tfcli.loss import output_loss_sum
 from tfcli.tokenizer import PAD_ID
 
 # The decoder's cache: one {"self": KVCache, "cross": KVCache} per layer.
@@ -68,14 +69,17 @@ class Decoder(nn.Module):
         memory: torch.Tensor,
         src_mask: torch.Tensor,
         cache: DecoderCache | None = None,
+        project: bool = True,
     ) -> torch.Tensor:
+        """-> logits (B, T, V), or with `project=False` the last hidden states (B, T, D)."""
         offset = 0
         if cache is not None and "k" in cache[0]["self"]:
             offset = cache[0]["self"]["k"].size(2)
         x = self.embed(tgt, offset)  # (B, T, D)
         for i, layer in enumerate(self.layers):
             x = layer(x, memory, src_mask, cache[i] if cache is not None else None)
-        return self.output(self.final_norm(x))  # (B, T, V)
+        x = self.final_norm(x)  # (B, T, D)
+        return self.output(x) if project else x  # (B, T, V)
 
 
 class Transformer(nn.Module):
@@ -116,9 +120,22 @@ class Transformer(nn.Module):
         """tgt (B, T) -> logits (B, T, V). With a cache, feed one new token per call."""
         return self.decoder(tgt, memory, src_mask, cache)
 
-    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        src: torch.Tensor,
+        tgt: torch.Tensor,
+        target: torch.Tensor | None = None,
+        smoothing: float = 0.0,
+    ) -> torch.Tensor:
+        """Logits (B, T, V); given `target` (B, T), the summed label-smoothed loss instead.
+
+        The loss goes through `output_loss_sum`, which never makes the whole logits.
+        """
         memory, src_mask = self.encode(src)
-        return self.decode(tgt, memory, src_mask)
+        if target is None:
+            return self.decode(tgt, memory, src_mask)
+        hidden = self.decoder(tgt, memory, src_mask, project=False)  # (B, T, D)
+        return output_loss_sum(hidden, self.decoder.output.weight, target, smoothing)
 
     def new_cache(self) -> DecoderCache:
         """An empty key/value cache for incremental decoding."""

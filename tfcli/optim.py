@@ -1,14 +1,12 @@
-"""What training optimizes and how: the loss, the learning-rate schedule, the optimizer."""
+"""How training optimizes: the learning-rate schedule and the optimizer (the loss: loss.py)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 
 from tfcli.config import TrainConfig
-from tfcli.tokenizer import PAD_ID
 
 
 def learning_rate(step: int, peak: float, warmup: int, schedule: str) -> float:
@@ -18,20 +16,6 @@ def learning_rate(step: int, peak: float, warmup: int, schedule: str) -> float:
     if schedule == "constant" or warmup == 0:
         return peak
     return peak * math.sqrt(warmup / (step + 1))
-
-
-def loss_sum(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Label-smoothed cross-entropy summed over non-pad target tokens.
-
-    Shape: logits (B, T, V), target (B, T) -> scalar
-    """
-    return F.cross_entropy(
-        logits.float().flatten(0, 1),
-        target.flatten(),
-        ignore_index=PAD_ID,
-        label_smoothing=smoothing,
-        reduction="sum",
-    )
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:

@@ -36,7 +36,7 @@ from tfcli.errors import CheckpointError, ConfigError
 from tfcli.evaluate import bleu as corpus_bleu
 from tfcli.evaluate import score
 from tfcli.model import Transformer, count_parameters
-from tfcli.optim import learning_rate, loss_sum, make_optimizer
+from tfcli.optim import learning_rate, make_optimizer
 from tfcli.tokenizer import load_run_tokenizers, prepare_tokenizers
 from tfcli.translate import Translator
 
@@ -238,8 +238,7 @@ class Trainer:
             sync = i == len(group) - 1 or self.dist.world == 1
             ctx = self.step_model.no_sync() if not sync else contextlib.nullcontext()
             with ctx, autocast(self.device, self.precision):
-                logits = self.step_model(batch.src, batch.tgt_in)  # (B, T, V)
-                loss = loss_sum(logits, batch.tgt_out, t.label_smoothing)
+                loss = self.step_model(batch.src, batch.tgt_in, batch.tgt_out, t.label_smoothing)
             self.scaler.scale(loss / tokens).backward()
             total += loss.detach()
         self.scaler.unscale_(self.optimizer)
@@ -301,8 +300,7 @@ class Trainer:
         for batch in self.dev_batches:
             batch = batch.to(self.device)
             with autocast(self.device, self.precision):
-                logits = model(batch.src, batch.tgt_in)
-            total += float(loss_sum(logits, batch.tgt_out, 0.0))
+                total += float(model(batch.src, batch.tgt_in, batch.tgt_out, 0.0))
             tokens += batch.tgt_tokens
         return total / max(tokens, 1)
 
