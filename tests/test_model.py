@@ -102,6 +102,25 @@ def test_cached_decoding_equals_full_decoding(model_cfg, make_model, random_src,
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
 
 
+def test_beams_sharing_one_source_row_decode_as_with_a_copy_per_beam(
+    model_cfg, make_model, random_src
+):
+    model = make_model(model_cfg)
+    src = random_src([5, 2, 7])
+    beams = 4
+    tgt = random_tgt(3 * beams, 6)  # rows n*4 .. n*4+3 belong to sentence n
+    with torch.no_grad():
+        memory, src_mask = model.encode(src)  # (3, S, D)
+        copied = model.decode(
+            tgt, memory.repeat_interleave(beams, 0), src_mask.repeat_interleave(beams, 0)
+        )
+        shared = model.decode(tgt, memory, src_mask)
+        cache = model.new_cache()
+        steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, cache) for t in range(6)]
+    torch.testing.assert_close(shared, copied, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat(steps, 1), copied, atol=1e-5, rtol=0)
+
+
 def test_tied_embeddings_share_storage(model_cfg, make_model):
     def ptrs(model: Transformer) -> tuple[int, int, int]:
         return (

@@ -94,6 +94,8 @@ class MultiHeadAttention(nn.Module):
         mask: bool, broadcastable to (B, H, L, L_keys), True = may attend.
         cache: self-attention appends this step's keys/values to it; cross-attention fills it
         once and reuses it. With a cache, self-attention sees one new token at a time.
+        Cross-attention: x may have G rows per `memory` row (beam search: (B'*G, L, D) against
+        (B', S, D)), row n*G + g attending to memory row n.
         """
         b, length, d = x.shape
         if not self.cross:
@@ -106,14 +108,18 @@ class MultiHeadAttention(nn.Module):
                 cache["k"], cache["v"] = k, v
         else:
             w, bias = self.in_proj.weight, self.in_proj.bias
-            q = self._split(F.linear(x, w[:d], bias[:d]), 1)[0]  # (B, H, L, K)
             if cache is not None and "k" in cache:
-                k, v = cache["k"], cache["v"]  # (B, H, S, K)
+                k, v = cache["k"], cache["v"]  # (B', H, S, K)
             else:
                 assert memory is not None, "cross-attention needs the encoder output"
-                k, v = self._split(F.linear(memory, w[d:], bias[d:]), 2)  # each (B, H, S, K)
+                k, v = self._split(F.linear(memory, w[d:], bias[d:]), 2)  # each (B', H, S, K)
                 if cache is not None:
                     cache["k"], cache["v"] = k, v
+            # B = G * B': rows n*G .. n*G+G-1 (the beams of sentence n) share source n, so they
+            # attend to its keys/values as G*L query positions of one row, read once, not G times.
+            rows = k.size(0)
+            x = x.reshape(rows, b // rows * length, d)  # (B', G*L, D)
+            q = self._split(F.linear(x, w[:d], bias[:d]), 1)[0]  # (B', H, G*L, K)
         out = F.scaled_dot_product_attention(
             q,
             k,
@@ -122,7 +128,7 @@ class MultiHeadAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=causal and mask is None,
         )  # (B, H, L, K)
-        out = out.transpose(1, 2).reshape(b, length, d)  # (B, L, D)
+        out = out.transpose(1, 2).reshape(b, length, d)  # (B, L, D); cross: (B'G, L, D)
         return self.out_proj(out)
 
 

@@ -117,7 +117,11 @@ class Transformer(nn.Module):
         src_mask: torch.Tensor,
         cache: DecoderCache | None = None,
     ) -> torch.Tensor:
-        """tgt (B, T) -> logits (B, T, V). With a cache, feed one new token per call."""
+        """tgt (B, T) -> logits (B, T, V). With a cache, feed one new token per call.
+
+        memory and src_mask may have B / G rows, G target rows per source (the beams of a
+        sentence, adjacent): see MultiHeadAttention.
+        """
         return self.decoder(tgt, memory, src_mask, cache)
 
     def forward(
@@ -142,16 +146,22 @@ class Transformer(nn.Module):
         return [{"self": {}, "cross": {}} for _ in self.decoder.layers]
 
 
-def reorder_cache(cache: DecoderCache, index: torch.Tensor, cross: bool = True) -> DecoderCache:
-    """Select rows `index` (N,) of every cached tensor, in place; `cross=False` keeps cross-attention.
+def reorder_cache(
+    cache: DecoderCache, index: torch.Tensor, cross_index: torch.Tensor | None = None
+) -> DecoderCache:
+    """Select rows `index` (N,) of the self-attention caches and rows `cross_index` of the
+    cross-attention caches (None: keep them as they are), in place.
 
-    Beam search reorders self-attention caches after every step but cross-attention caches only
-    when finished sentences leave the batch: all beams of a sentence share the same source.
+    Beam search keeps one cross-attention cache row per sentence, shared by its beams: it
+    reorders the self-attention caches after every step, the cross-attention caches only
+    when finished sentences leave the batch.
     """
     for layer in cache:
-        for name in ("self", "cross") if cross else ("self",):
+        for name, rows in (("self", index), ("cross", cross_index)):
+            if rows is None:
+                continue
             for key, t in layer[name].items():
-                layer[name][key] = t.index_select(0, index)
+                layer[name][key] = t.index_select(0, rows)
     return cache
 
 

@@ -41,11 +41,15 @@ def _constrain(logprobs: torch.Tensor, at_limit: torch.Tensor) -> torch.Tensor:
     """PAD and BOS are never produced; rows at their length limit may only end (EOS).
 
     EOS keeps its log-prob, so an output cut at the limit is scored like any other.
+    Shape: logprobs (N, V), changed in place; at_limit (N,) bool.
     """
     logprobs[:, [PAD_ID, BOS_ID]] = float("-inf")
-    not_eos = torch.ones(logprobs.size(-1), dtype=torch.bool, device=logprobs.device)
-    not_eos[EOS_ID] = False
-    return logprobs.masked_fill(at_limit[:, None] & not_eos, float("-inf"))
+    if bool(at_limit.any()):  # rare: touch only the rows at their limit
+        rows = at_limit.nonzero().squeeze(1)
+        eos = logprobs[rows, EOS_ID]
+        logprobs[rows] = float("-inf")
+        logprobs[rows, EOS_ID] = eos
+    return logprobs
 
 
 def _to_hypotheses(tokens: torch.Tensor, scores: torch.Tensor) -> list[list[Hypothesis]]:
@@ -93,7 +97,7 @@ def greedy_search(
                 break
             rows, score, best, limit = rows[keep], score[keep], best[keep], limit[keep]
             memory, src_mask = memory[keep], src_mask[keep]
-            reorder_cache(cache, keep)
+            reorder_cache(cache, keep, keep)
         last = best[:, None]
     return _to_hypotheses(out[:, None], out_score[:, None])
 
@@ -120,9 +124,7 @@ def beam_search(
     b, k, device = src.size(0), beam, src.device
     limit = max_lengths(src, max_len_a, max_len_b, model.cfg.max_positions)  # (B,)
     max_len = int(limit.max())
-    memory, src_mask = model.encode(src)
-    memory = memory.repeat_interleave(k, 0)  # (B*K, S, D)
-    src_mask = src_mask.repeat_interleave(k, 0)  # (B*K, 1, 1, S)
+    memory, src_mask = model.encode(src)  # (B, S, D): the K beams of a sentence share it
     cache = model.new_cache()
     rows = torch.arange(b, device=device)  # sentence of each active row of the state
     seqs = torch.full((b, k, 0), PAD_ID, dtype=torch.long, device=device)  # (N, K, t)
@@ -166,7 +168,7 @@ def beam_search(
         from_beam, token = from_beam.gather(1, pick), token.gather(1, pick)
         seqs = new_seqs.gather(1, pick[:, :, None].expand(-1, -1, step + 1))  # (N, K, t+1)
         flat = (torch.arange(n, device=device)[:, None] * k + from_beam).view(-1)  # (N*K,)
-        reorder_cache(cache, flat, cross=False)
+        reorder_cache(cache, flat)
         last = token.view(-1, 1)
 
         done = (fin_count >= k) | (step + 1 >= limit)  # (N,)
@@ -179,8 +181,8 @@ def beam_search(
             flat_keep = (keep[:, None] * k + torch.arange(k, device=device)).view(-1)
             rows, limit, scores, seqs = rows[keep], limit[keep], scores[keep], seqs[keep]
             fin_scores, fin_seqs, fin_count = fin_scores[keep], fin_seqs[keep], fin_count[keep]
-            memory, src_mask, last = memory[flat_keep], src_mask[flat_keep], last[flat_keep]
-            reorder_cache(cache, flat_keep)
+            memory, src_mask, last = memory[keep], src_mask[keep], last[flat_keep]
+            reorder_cache(cache, flat_keep, keep)
     return _to_hypotheses(out_seqs[:, :n_best], out_scores[:, :n_best])
 
 
