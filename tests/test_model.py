@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from tfcli.layers import Embeddings, sinusoid_table
+from tfcli.device import BF16_ROWS, pad_rows_for_bf16
+from tfcli.layers import Embeddings, Linear, sinusoid_table
 from tfcli.model import Transformer, count_parameters
 from tfcli.search import greedy_search
 from tfcli.tokenizer import BOS_ID, PAD_ID
@@ -168,3 +169,29 @@ def test_overfits_one_batch(overfit):
     assert overfit.last_loss < 0.1 * overfit.first_loss
     hyps = greedy_search(overfit.model, overfit.batch.src)
     assert [h[0].tokens for h in hyps] == overfit.targets
+
+
+def test_bf16_training_pads_matmul_rows_to_few_shapes_without_changing_results(monkeypatch):
+    seen: list[int] = []
+    real_linear = torch.nn.functional.linear
+
+    def spy(x, weight, bias=None):
+        seen.append(x.size(0))
+        return real_linear(x, weight, bias)
+
+    torch.manual_seed(0)
+    layer = Linear(8, 4)
+    x = torch.randn(3, 5, 8, requires_grad=True)  # 15 rows
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = real_linear(x, layer.weight, layer.bias)
+        monkeypatch.setattr(torch.nn.functional, "linear", spy)
+        got = layer(x)
+        with torch.no_grad():  # translating: no padding
+            layer(x)
+    assert seen == [BF16_ROWS, 3]  # padded while training; (3, 5, 8) as it is without grad
+    assert got.shape == (3, 5, 4)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    (grad_got,) = torch.autograd.grad(got.float().sum(), [x])
+    (grad_want,) = torch.autograd.grad(expected.float().sum(), [x])
+    torch.testing.assert_close(grad_got, grad_want, rtol=0, atol=0)
+    assert not pad_rows_for_bf16(x)  # outside autocast: fp32, never padded

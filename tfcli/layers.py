@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tfcli.device import pad_rows_for_bf16, padded_rows
+
 # A layer's key/value cache during incremental decoding: {"k": (B, H, L, K), "v": (B, H, L, K)}.
 KVCache = dict[str, torch.Tensor]
 
@@ -31,6 +33,25 @@ def sinusoid_table(positions: int, d_model: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(pos * inv)
     table[:, 1::2] = torch.cos(pos * inv)
     return table.float()
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear; for bf16 training on the CPU over rows padded to few shapes (device.py).
+
+    Shape: x (..., in), weight (out, in) -> (..., out)
+    """
+    if not pad_rows_for_bf16(x):
+        return F.linear(x, weight, bias)
+    rows = x.reshape(-1, x.size(-1))  # (M, in)
+    out = F.linear(F.pad(rows, (0, 0, 0, padded_rows(rows))), weight, bias)  # (M + pad, out)
+    return out[: rows.size(0)].reshape(*x.shape[:-1], weight.size(0))
+
+
+class Linear(nn.Linear):
+    """nn.Linear through `linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
 
 
 class Embeddings(nn.Module):
@@ -69,8 +90,8 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, heads: int, dropout: float, cross: bool = False) -> None:
         super().__init__()
         self.heads, self.head_dim, self.cross = heads, d_model // heads, cross
-        self.in_proj = nn.Linear(d_model, 3 * d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.in_proj = Linear(d_model, 3 * d_model)
+        self.out_proj = Linear(d_model, d_model)
         self.dropout = dropout
         for lin in (self.in_proj, self.out_proj):
             nn.init.xavier_uniform_(lin.weight)
@@ -112,14 +133,14 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache["k"], cache["v"]  # (B', H, S, K)
             else:
                 assert memory is not None, "cross-attention needs the encoder output"
-                k, v = self._split(F.linear(memory, w[d:], bias[d:]), 2)  # each (B', H, S, K)
+                k, v = self._split(linear(memory, w[d:], bias[d:]), 2)  # each (B', H, S, K)
                 if cache is not None:
                     cache["k"], cache["v"] = k, v
             # B = G * B': rows n*G .. n*G+G-1 (the beams of sentence n) share source n, so they
             # attend to its keys/values as G*L query positions of one row, read once, not G times.
             rows = k.size(0)
             x = x.reshape(rows, b // rows * length, d)  # (B', G*L, D)
-            q = self._split(F.linear(x, w[:d], bias[:d]), 1)[0]  # (B', H, G*L, K)
+            q = self._split(linear(x, w[:d], bias[:d]), 1)[0]  # (B', H, G*L, K)
         out = F.scaled_dot_product_attention(
             q,
             k,
@@ -137,8 +158,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, activation: str) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(d_model, d_ff)
-        self.fc2 = nn.Linear(d_ff, d_model)
+        self.fc1 = Linear(d_model, d_ff)
+        self.fc2 = Linear(d_ff, d_model)
         self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
         for lin in (self.fc1, self.fc2):
             nn.init.xavier_uniform_(lin.weight)

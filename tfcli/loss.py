@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tfcli.device import autocast_dtype, pad_rows_for_bf16, padded_rows
 from tfcli.tokenizer import PAD_ID
 
 # Logit elements per slice (rows = this / V): 4 MB in fp32; measured at 2 threads, the
@@ -43,20 +44,6 @@ def loss_sum(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> to
         label_smoothing=smoothing,
         reduction="sum",
     )
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The autocast dtype where autocast is on for x's device, else x's own dtype."""
-    kind = x.device.type
-    try:
-        if torch.is_autocast_enabled(kind):
-            return torch.get_autocast_dtype(kind)
-    except TypeError:  # torch < 2.4: per-device functions
-        if kind == "cpu" and torch.is_autocast_cpu_enabled():
-            return torch.get_autocast_cpu_dtype()
-        if kind == "cuda" and torch.is_autocast_enabled():
-            return torch.get_autocast_gpu_dtype()
-    return x.dtype
 
 
 class _OutputCrossEntropy(torch.autograd.Function):
@@ -129,11 +116,13 @@ def output_loss_sum(
 
     Shape: hidden (B, T, D), weight (V, D), target (B, T) -> scalar
     """
-    dtype = _compute_dtype(hidden)
+    dtype = autocast_dtype(hidden.device.type) or hidden.dtype
     if dtype == torch.float16 or torch.compiler.is_compiling():
         return loss_sum(F.linear(hidden, weight), target, smoothing)
+    hidden, target = hidden.flatten(0, 1), target.flatten()  # (N, D), (N,)
+    if pad_rows_for_bf16(hidden):  # pad rows: zero loss, no gradient
+        extra = padded_rows(hidden)
+        hidden, target = F.pad(hidden, (0, 0, 0, extra)), F.pad(target, (0, extra), value=PAD_ID)
     with_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     with torch.autocast(hidden.device.type, enabled=False):
-        return _OutputCrossEntropy.apply(
-            hidden.flatten(0, 1), weight, target.flatten(), smoothing, dtype, with_grad
-        )
+        return _OutputCrossEntropy.apply(hidden, weight, target, smoothing, dtype, with_grad)
