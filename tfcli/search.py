@@ -41,7 +41,8 @@ def _constrain(logprobs: torch.Tensor, at_limit: torch.Tensor) -> torch.Tensor:
     """PAD and BOS are never produced; rows at their length limit may only end (EOS).
 
     EOS keeps its log-prob, so an output cut at the limit is scored like any other.
-    Shape: logprobs (N, V), changed in place; at_limit (N,) bool.
+    Shape: logprobs (N, V) (or log-probs plus a score per row), changed in place;
+    at_limit (N,) bool.
     """
     logprobs[:, [PAD_ID, BOS_ID]] = float("-inf")
     if bool(at_limit.any()):  # rare: touch only the rows at their limit
@@ -85,8 +86,9 @@ def greedy_search(
     out_score = torch.zeros(b, device=device)
     for step in range(int(limit.max())):
         logits = model.decode(last, memory, src_mask, cache)[:, -1].float()  # (N, V)
-        logprobs = _constrain(F.log_softmax(logits, -1), step + 1 >= limit)
-        best_lp, best = logprobs.max(-1)  # (N,)
+        lse = logits.logsumexp(-1)  # (N,): log-prob = logit - lse
+        best_logit, best = _constrain(logits, step + 1 >= limit).max(-1)  # (N,)
+        best_lp = best_logit - lse
         score = score + best_lp
         out[rows, step] = best
         done = best == EOS_ID
@@ -141,9 +143,10 @@ def beam_search(
         n = rows.size(0)
         logits = model.decode(last, memory, src_mask, cache)[:, -1].float()  # (N*K, V)
         at_limit = (step + 1 >= limit).repeat_interleave(k)  # (N*K,)
-        logprobs = _constrain(F.log_softmax(logits, -1), at_limit)
-        vocab = logprobs.size(-1)
-        cand = (scores.view(-1, 1) + logprobs).view(n, k * vocab)  # (N, K*V)
+        vocab = logits.size(-1)
+        # score + log-prob of every continuation, in one pass over the logits
+        cand = logits.add_((scores.view(-1) - logits.logsumexp(-1))[:, None])  # (N*K, V)
+        cand = _constrain(cand, at_limit).view(n, k * vocab)  # (N, K*V)
         top_s, top_i = cand.topk(2 * k, dim=1)  # (N, 2K)
         from_beam, token = top_i // vocab, top_i % vocab  # (N, 2K)
         new_seqs = torch.cat(
