@@ -253,6 +253,14 @@ def test_translate_n_best_prints_rows_with_line_text_and_score(trained):
         assert float(first[2]) >= float(second[2])  # best first
 
 
+def test_translate_n_best_gives_an_empty_line_its_n_rows(trained):
+    result = invoke("translate", "-m", trained.run_dir, "--n-best", 3, "Danke.", "", "Ja.")
+    assert result.exit_code == 0, result.output
+    rows = [row.split("\t") for row in result.stdout.splitlines()]
+    assert [row[0] for row in rows] == ["1"] * 3 + ["2"] * 3 + ["3"] * 3
+    assert [row[1] for row in rows[3:6]] == ["", "", ""]
+
+
 def test_translate_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a model\n", encoding="utf-8")

@@ -61,7 +61,8 @@ def translate_command(
     precision: str = "fp32",
     compile: bool = False,
 ) -> None:
-    """Translate lines; with n-best, print `line-number<TAB>translation<TAB>score` rows."""
+    """Translate lines; with n-best, print `line-number<TAB>translation<TAB>score` rows,
+    n of them for every input line."""
     from tfcli.translate import load_translator
 
     lines = read_input(text, input_file)
@@ -79,10 +80,11 @@ def translate_command(
     if n_best is None or n_best == 1:
         write_output(translator.translate(lines), output)
         return
+    blank = [_empty()] * translator.decode.n_best  # an empty line: n empty translations
     rows = [
         f"{n}\t{hyp.text}\t{hyp.score:.4f}"
         for n, hyps in enumerate(translator.translate_nbest(lines), start=1)
-        for hyp in (hyps or [_empty()])
+        for hyp in (hyps or blank)
     ]
     write_output(rows, output)
 
