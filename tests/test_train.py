@@ -138,11 +138,16 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path, make_cfg):
             assert torch.equal(opt_a[param][name], value), (param, name)
 
 
-def test_resume_with_another_model_section_is_refused(tmp_path, make_cfg):
+@pytest.mark.parametrize(
+    ("section", "change"), [("model", "model.d_ff=128"), ("tokenizer", "tokenizer.vocab_size=300")]
+)
+def test_resume_with_another_model_or_tokenizer_section_is_refused(
+    tmp_path, make_cfg, section, change
+):
     run = tmp_path / "run"
     train(make_cfg("train.max_steps=2"), run)
-    with pytest.raises(CheckpointError, match="different model settings"):
-        train(make_cfg("train.max_steps=4", "model.d_ff=128"), run)
+    with pytest.raises(CheckpointError, match=f"different {section} settings"):
+        train(make_cfg("train.max_steps=4", change), run)
     assert load_checkpoint(run / LAST).step == 2
 
 

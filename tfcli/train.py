@@ -146,11 +146,12 @@ class Trainer:
         if not path.exists():
             return
         ckpt = load_checkpoint(path)
-        if ckpt.config.model != self.cfg.model:
-            raise CheckpointError(
-                f"{path}: the run was trained with different model settings; "
-                "use a new --output-dir or the same model section"
-            )
+        for section in ("model", "tokenizer"):  # the run's spm.model is kept as it is
+            if getattr(ckpt.config, section) != getattr(self.cfg, section):
+                raise CheckpointError(
+                    f"{path}: the run was trained with different {section} settings; "
+                    f"use a new --output-dir or the same {section} section"
+                )
         self.model.load_state_dict(ckpt.model)
         self.optimizer.load_state_dict(ckpt.state["optimizer"])
         s = ckpt.state
