@@ -7,7 +7,6 @@ WORLD_SIZE-th batch, and only rank 0 validates, logs and writes files.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
@@ -18,6 +17,7 @@ from typing import Protocol
 
 import torch
 
+from tfcli import validation
 from tfcli.checkpoint import BEST, LAST, Checkpoint, average_weights, load_checkpoint
 from tfcli.checkpoint import save_checkpoint as write_checkpoint
 from tfcli.config import Config, save_config
@@ -34,14 +34,12 @@ from tfcli.device import autocast, resolve_device, resolve_precision
 from tfcli.distributed import Distributed
 from tfcli.errors import CheckpointError, ConfigError
 from tfcli.evaluate import bleu as corpus_bleu
-from tfcli.evaluate import score
 from tfcli.model import Transformer, count_parameters
 from tfcli.optim import learning_rate, make_optimizer
 from tfcli.tokenizer import load_run_tokenizers, prepare_tokenizers
 from tfcli.translate import Translator
 
 log = logging.getLogger(__name__)
-SAMPLES = 5  # test sentences shown after training
 
 
 class Progress(Protocol):
@@ -294,17 +292,6 @@ class Trainer:
         decode = replace(self.cfg.decode, beam=beam, n_best=1)
         return Translator(model, self.src_tok, self.tgt_tok, decode, self.device, self.precision)
 
-    @torch.no_grad()
-    def _dev_loss(self, model: Transformer) -> float:
-        model.eval()
-        total, tokens = 0.0, 0
-        for batch in self.dev_batches:
-            batch = batch.to(self.device)
-            with autocast(self.device, self.precision):
-                total += float(model(batch.src, batch.tgt_in, batch.tgt_out, 0.0))
-            tokens += batch.tgt_tokens
-        return total / max(tokens, 1)
-
     def _dev_bleu(self, model: Transformer) -> float:
         assert self.dev is not None
         n = self.cfg.train.valid_bleu_sentences or len(self.dev[0])
@@ -325,7 +312,9 @@ class Trainer:
         }
         bleu = None
         if self.dev is not None:
-            dev_loss = self._dev_loss(self.model)
+            dev_loss = validation.dev_loss(
+                self.model, self.dev_batches, self.device, self.precision
+            )
             bleu = self._dev_bleu(self.model)
             record |= {
                 "dev_loss": round(dev_loss, 4),
@@ -333,8 +322,7 @@ class Trainer:
                 "dev_bleu": round(bleu, 2),
             }
         record["valid_s"] = round(time.monotonic() - t0, 1)
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        validation.append_metrics(self.run_dir, record)
         log.info("validation %s", " | ".join(f"{k} {v}" for k, v in record.items()))
         self._save_checkpoints(bleu)
         self.window["time"] = time.monotonic()  # validation time is not training throughput
@@ -355,18 +343,17 @@ class Trainer:
         return Checkpoint(weights, self.cfg, self.src_tok, self.tgt_tok, s.step, state)
 
     def _save_checkpoints(self, bleu: float | None) -> None:
-        s, keep = self.state, self.cfg.train.keep_best
+        s = self.state
         if bleu is not None:
-            improved = not s.best or bleu > s.best[0][0]
-            s.bad_validations = 0 if improved else s.bad_validations + 1
-            s.best = sorted(s.best + [(bleu, s.step)], key=lambda b: (-b[0], -b[1]))
-            dropped, s.best = s.best[keep:], s.best[:keep]
-            if (bleu, s.step) in s.best:
+            update = validation.update_best(s.best, bleu, s.step, self.cfg.train.keep_best)
+            s.best = update.best
+            s.bad_validations = 0 if update.improved else s.bad_validations + 1
+            if update.kept:
                 ckpt = self._checkpoint(with_state=False)
                 write_checkpoint(self.run_dir / f"checkpoint_step{s.step}.pt", ckpt)
-                if improved:
+                if update.improved:
                     write_checkpoint(self.run_dir / BEST, ckpt)
-            for _, step in dropped:
+            for step in update.dropped:
                 (self.run_dir / f"checkpoint_step{step}.pt").unlink(missing_ok=True)
         write_checkpoint(self.run_dir / LAST, self._checkpoint(with_state=True))
 
@@ -413,16 +400,8 @@ class Trainer:
             model.load_state_dict(load_checkpoint(path, with_state=False).model)
             model.to(self.device)
         model.eval()
-        t0 = time.monotonic()
-        hyps = self._translator(model, self.cfg.decode.beam).translate(test[0])
-        scores = score(hyps, test[1])
-        (self.run_dir / "test.hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-        result = scores.as_dict() | {"decode_s": round(time.monotonic() - t0, 1)}
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": self.state.step, "test": result}) + "\n")
-        step = max(1, len(hyps) // SAMPLES)
-        picks = range(0, min(len(hyps), step * SAMPLES), step)
-        return result, [(test[0][i], test[1][i], hyps[i]) for i in picks]
+        translator = self._translator(model, self.cfg.decode.beam)
+        return validation.translate_test_set(translator, test, self.run_dir, self.state.step)
 
 
 def train(cfg: Config, run_dir: Path, progress: Progress | None = None) -> TrainResult:
