@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from cache_free import CacheFree
 from common import (
     DATA,
     ROOT,
@@ -57,6 +58,7 @@ from common import (
     reset_peak_memory,
     write_json,
 )
+from ct2_system import ct2_translator, run_ct2
 from torch import nn
 
 from tfcli.checkpoint import (
@@ -70,7 +72,7 @@ from tfcli.config import DecodeConfig
 from tfcli.data import read_lines
 from tfcli.device import resolve_device
 from tfcli.errors import TfcliError
-from tfcli.model import DecoderCache, Transformer
+from tfcli.model import Transformer
 from tfcli.search import Hypothesis, max_lengths, search
 from tfcli.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
@@ -144,37 +146,6 @@ def random_checkpoint() -> Checkpoint:
     return Checkpoint(model.state_dict(), shape.config, tok, tok)
 
 
-class CacheFree(nn.Module):
-    """`Transformer` for tfcli.search that ignores the key/value cache: every step re-runs the
-    decoder layers over the whole prefix (BOS + tokens so far) and projects the last position.
-
-    The prefix is kept in the cache dict itself, so the search's reordering of cache rows
-    (beams, finished sentences) reorders it too; everything else is the same search.
-    """
-
-    def __init__(self, model: Transformer) -> None:
-        super().__init__()
-        self.model, self.cfg = model, model.cfg
-
-    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.encode(src)
-
-    def new_cache(self) -> DecoderCache:
-        return self.model.new_cache()
-
-    def decode(
-        self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor, cache: DecoderCache
-    ) -> torch.Tensor:
-        state = cache[0]["self"]
-        prefix = torch.cat([state["prefix"], tgt], 1) if "prefix" in state else tgt  # (N, t)
-        state["prefix"] = prefix
-        dec = self.model.decoder
-        x = dec.embed(prefix)  # (N, t, D)
-        for layer in dec.layers:
-            x = layer(x, memory, src_mask)
-        return dec.output(dec.final_norm(x[:, -1:]))  # (N, 1, V): only the last position
-
-
 # --- the systems -------------------------------------------------------------------------------
 
 
@@ -238,46 +209,6 @@ def run_torch(model: nn.Module, work: Workload, beam: int, alpha: float) -> list
             max_len_b=limit,
         )
         out.extend(h[0].tokens for h in hyps)
-    return out
-
-
-def ct2_translator(subject: Subject, workdir: Path, device: torch.device) -> Any | None:
-    """CTranslate2 on the same weights, or None (with a note) when it is not installed."""
-    try:
-        import ctranslate2
-    except ImportError:
-        print("note: ctranslate2 is not installed; skipping it", file=sys.stderr)
-        return None
-    from tfcli.export import export_ctranslate2
-
-    ckpt_path = find_checkpoint(subject.run)
-    out = export_ctranslate2(ckpt_path, workdir / "ct2")
-    return ctranslate2.Translator(
-        str(out),
-        device="cuda" if device.type == "cuda" else "cpu",
-        inter_threads=1,
-        intra_threads=torch.get_num_threads(),
-    )
-
-
-def run_ct2(
-    translator: Any, work: Workload, beam: int, alpha: float, banned: list[list[str]]
-) -> list[list[str]]:
-    """translate_batch per batch; returns the best pieces per sentence.
-
-    `banned`: the PAD and BOS pieces, which tfcli.search never produces either.
-    """
-    out: list[list[str]] = []
-    for pieces, limit in zip(work.pieces, work.limits):
-        results = translator.translate_batch(
-            pieces,
-            beam_size=beam,
-            length_penalty=alpha,
-            max_decoding_length=limit - 1,  # CTranslate2 does not count EOS
-            max_batch_size=0,
-            suppress_sequences=banned,
-        )
-        out.extend(r.hypotheses[0] for r in results)
     return out
 
 
@@ -373,12 +304,12 @@ def ct2_decoder(
     args: argparse.Namespace, subject: Subject, workdir: Path, device: torch.device
 ) -> Decoder | None:
     """CTranslate2 on the same weights, when asked for and installed."""
-    translator = None if args.no_ctranslate2 else ct2_translator(subject, workdir, device)
+    translator = None if args.no_ctranslate2 else ct2_translator(subject.run, workdir, device)
     if translator is None:
         return None
     alpha = subject.decode.length_penalty
     banned = [[subject.tgt_tok.sp.id_to_piece(i)] for i in (PAD_ID, BOS_ID)]
-    return lambda w, b: run_ct2(translator, w, b, alpha, banned)
+    return lambda w, b: run_ct2(translator, w.pieces, w.limits, b, alpha, banned)
 
 
 def benchmark(
