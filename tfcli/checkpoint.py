@@ -25,6 +25,11 @@ BEST = "checkpoint_best.pt"
 AVERAGE = "checkpoint_average.pt"
 
 
+def step_checkpoint(step: int) -> str:
+    """The file name of the checkpoint kept for a validation at `step`."""
+    return f"checkpoint_step{step}.pt"
+
+
 @dataclass
 class Checkpoint:
     """The contents of a checkpoint file."""

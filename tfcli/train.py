@@ -18,7 +18,16 @@ from typing import Protocol
 import torch
 
 from tfcli import validation
-from tfcli.checkpoint import BEST, LAST, Checkpoint, average_weights, load_checkpoint
+from tfcli.checkpoint import (
+    AVERAGE,
+    BEST,
+    LAST,
+    Checkpoint,
+    average_weights,
+    build_model,
+    load_checkpoint,
+    step_checkpoint,
+)
 from tfcli.checkpoint import save_checkpoint as write_checkpoint
 from tfcli.config import Config, save_config
 from tfcli.data import (
@@ -33,7 +42,6 @@ from tfcli.data import (
 from tfcli.device import autocast, resolve_device, resolve_precision
 from tfcli.distributed import Distributed
 from tfcli.errors import CheckpointError, ConfigError
-from tfcli.evaluate import bleu as corpus_bleu
 from tfcli.model import Transformer, count_parameters
 from tfcli.optim import learning_rate, make_optimizer
 from tfcli.tokenizer import load_run_tokenizers, prepare_tokenizers
@@ -294,10 +302,8 @@ class Trainer:
 
     def _dev_bleu(self, model: Transformer) -> float:
         assert self.dev is not None
-        n = self.cfg.train.valid_bleu_sentences or len(self.dev[0])
-        src, ref = self.dev[0][:n], self.dev[1][:n]
-        hyps = self._translator(model, self.cfg.train.valid_beam).translate(src)
-        return corpus_bleu(hyps, ref)
+        translator = self._translator(model, self.cfg.train.valid_beam)
+        return validation.dev_bleu(translator, self.dev, self.cfg.train.valid_bleu_sentences)
 
     def validate(self) -> None:
         """Dev loss, perplexity and BLEU; write metrics.jsonl and checkpoints (rank 0 only)."""
@@ -350,11 +356,11 @@ class Trainer:
             s.bad_validations = 0 if update.improved else s.bad_validations + 1
             if update.kept:
                 ckpt = self._checkpoint(with_state=False)
-                write_checkpoint(self.run_dir / f"checkpoint_step{s.step}.pt", ckpt)
+                write_checkpoint(self.run_dir / step_checkpoint(s.step), ckpt)
                 if update.improved:
                     write_checkpoint(self.run_dir / BEST, ckpt)
             for step in update.dropped:
-                (self.run_dir / f"checkpoint_step{step}.pt").unlink(missing_ok=True)
+                (self.run_dir / step_checkpoint(step)).unlink(missing_ok=True)
         write_checkpoint(self.run_dir / LAST, self._checkpoint(with_state=True))
 
     # --- the end -----------------------------------------------------------------------
@@ -371,18 +377,16 @@ class Trainer:
 
     def _average(self, best: float | None) -> float | None:
         """Average the kept best checkpoints; it becomes the best one if its dev BLEU is higher."""
-        paths = [self.run_dir / f"checkpoint_step{st}.pt" for _, st in self.state.best]
+        paths = [self.run_dir / step_checkpoint(st) for _, st in self.state.best]
         averaged = average_weights([p for p in paths if p.exists()])
-        model = Transformer(self.cfg.model, len(self.src_tok), len(self.tgt_tok)).to(self.device)
-        model.load_state_dict(averaged.model)
-        bleu = self._dev_bleu(model)
+        bleu = self._dev_bleu(build_model(averaged).to(self.device))
         log.info(
             "average of %d best checkpoints: dev BLEU %.2f (best single %.2f)",
             len(paths),
             bleu,
             best or 0.0,
         )
-        write_checkpoint(self.run_dir / "checkpoint_average.pt", averaged)
+        write_checkpoint(self.run_dir / AVERAGE, averaged)
         if best is None or bleu > best:
             write_checkpoint(self.run_dir / BEST, averaged)
             return bleu
@@ -394,12 +398,9 @@ class Trainer:
         if test is None:
             return None, []
         path = self.run_dir / BEST
-        model = self.model
+        model = self.model.eval()
         if path.exists():
-            model = Transformer(self.cfg.model, len(self.src_tok), len(self.tgt_tok))
-            model.load_state_dict(load_checkpoint(path, with_state=False).model)
-            model.to(self.device)
-        model.eval()
+            model = build_model(load_checkpoint(path, with_state=False)).to(self.device)
         translator = self._translator(model, self.cfg.decode.beam)
         return validation.translate_test_set(translator, test, self.run_dir, self.state.step)
 

@@ -16,7 +16,7 @@ import torch
 
 from tfcli.data import Batch
 from tfcli.device import autocast
-from tfcli.evaluate import score
+from tfcli.evaluate import bleu, score
 from tfcli.model import Transformer
 from tfcli.translate import Translator
 
@@ -42,6 +42,12 @@ def dev_loss(
             total += float(model(batch.src, batch.tgt_in, batch.tgt_out, 0.0))
         tokens += batch.tgt_tokens
     return total / max(tokens, 1)
+
+
+def dev_bleu(translator: Translator, dev: tuple[list[str], list[str]], sentences: int) -> float:
+    """BLEU of the first `sentences` dev sentences (0: all)."""
+    n = sentences or len(dev[0])
+    return bleu(translator.translate(dev[0][:n]), dev[1][:n])
 
 
 @dataclass(frozen=True)
