@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import shutil
 import statistics
@@ -49,34 +48,23 @@ from cache_free import CacheFree
 from common import (
     DATA,
     ROOT,
-    bench_tokenizer,
     format_table,
     machine,
     median_time,
-    model_shape,
     peak_memory_mib,
     reset_peak_memory,
     write_json,
 )
 from ct2_system import ct2_translator, run_ct2
 from torch import nn
+from workload import BATCH_SENTENCES, Subject, Workload, load_subject, make_workload
 
-from tfcli.checkpoint import (
-    Checkpoint,
-    build_model,
-    find_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
-from tfcli.config import DecodeConfig
 from tfcli.data import read_lines
 from tfcli.device import resolve_device
 from tfcli.errors import TfcliError
-from tfcli.model import Transformer
-from tfcli.search import Hypothesis, max_lengths, search
-from tfcli.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from tfcli.search import Hypothesis, search
+from tfcli.tokenizer import BOS_ID, PAD_ID, Tokenizer
 
-BATCH_SENTENCES = 32
 SEARCHES = {"greedy": 1, "beam 4": 4}
 
 
@@ -102,98 +90,7 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-# --- the model ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Subject:
-    """The checkpoint under test, loaded, with the run directory the CLI can read."""
-
-    model: Transformer
-    src_tok: Tokenizer
-    tgt_tok: Tokenizer
-    decode: DecodeConfig
-    run: Path
-    random: bool
-
-
-def load_subject(args: argparse.Namespace, workdir: Path, device: torch.device) -> Subject:
-    default = ROOT / "runs" / "quickstart"
-    if not args.random_model and (args.model is not None or default.exists()):
-        ckpt = load_checkpoint(find_checkpoint(args.model or default), with_state=False)
-        run = args.model or default
-        random_weights = False
-    else:
-        if not args.random_model:
-            print("note: no trained run at runs/quickstart; using random weights", file=sys.stderr)
-        ckpt = random_checkpoint()
-        run = workdir / "random-run"
-        run.mkdir()
-        save_checkpoint(run / "checkpoint_best.pt", ckpt)
-        random_weights = True
-    model = build_model(ckpt).to(device)
-    return Subject(
-        model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.config.decode, run, random_weights
-    )
-
-
-def random_checkpoint() -> Checkpoint:
-    """The quickstart shape with its initial (random) weights and a tokenizer for the corpus."""
-    shape = model_shape("quickstart")
-    tok = bench_tokenizer(shape.vocab)
-    torch.manual_seed(1)
-    model = Transformer(shape.model, len(tok), len(tok))
-    return Checkpoint(model.state_dict(), shape.config, tok, tok)
-
-
 # --- the systems -------------------------------------------------------------------------------
-
-
-@dataclass
-class Workload:
-    """The test sentences as length-sorted batches, tokenized ahead of timing.
-
-    `limits`: the longest output per batch, EOS included: decode.max_len_a * S + max_len_b for
-    the batch's longest source S. Every system gets this one limit per batch, because
-    CTranslate2's translate_batch takes a single max_decoding_length.
-    """
-
-    ids: list[torch.Tensor]  # (B, S) per batch: ids + EOS, right-padded
-    pieces: list[list[list[str]]]  # the same sources as sentencepiece pieces
-    limits: list[int]
-
-    def shortest(self) -> Workload:
-        """The batch of the shortest sentences only (a cheap warm-up)."""
-        return Workload(self.ids[-1:], self.pieces[-1:], self.limits[-1:])
-
-    def spread(self, sentences: int) -> Workload:
-        """Every k-th batch, about `sentences` sentences over the whole length range (0: all)."""
-        if sentences <= 0 or sentences >= BATCH_SENTENCES * len(self.ids):
-            return self
-        k = math.ceil(len(self.ids) / math.ceil(sentences / BATCH_SENTENCES))
-        pick = slice(k // 2, None, k)  # the middle batch of every k
-        return Workload(self.ids[pick], self.pieces[pick], self.limits[pick])
-
-
-def make_workload(subject: Subject, lines: list[str], device: torch.device) -> Workload:
-    cfg, decode, tok = subject.model.cfg, subject.decode, subject.src_tok
-    ids = [s[: cfg.max_positions - 1] for s in tok.encode(lines) if s]
-    ids.sort(key=len, reverse=True)
-    batches = [ids[i : i + BATCH_SENTENCES] for i in range(0, len(ids), BATCH_SENTENCES)]
-    tensors = [pad(b, device) for b in batches]
-    limits = [
-        int(max_lengths(t, decode.max_len_a, decode.max_len_b, cfg.max_positions).max())
-        for t in tensors
-    ]
-    pieces = [[[tok.sp.id_to_piece(i) for i in s] for s in b] for b in batches]
-    return Workload(tensors, pieces, limits)
-
-
-def pad(batch: list[list[int]], device: torch.device) -> torch.Tensor:
-    """(B, S): ids + EOS, right-padded."""
-    width = max(len(s) for s in batch) + 1
-    rows = [s + [EOS_ID] + [PAD_ID] * (width - len(s) - 1) for s in batch]
-    return torch.tensor(rows).to(device)
 
 
 def run_torch(model: nn.Module, work: Workload, beam: int, alpha: float) -> list[list[int]]:
@@ -401,7 +298,7 @@ def main() -> None:
             raise TfcliError(f"{args.src}: source file not found; give one with --src")
         with tempfile.TemporaryDirectory(prefix="tfcli-bench-") as tmp:
             workdir = Path(tmp)
-            subject = load_subject(args, workdir, device)
+            subject = load_subject(args.model, args.random_model, workdir, device)
             rows = benchmark(args, subject, workdir, device)
             cold = None if args.no_cold_start else cold_start(subject.run, args.repeats)
             table_out = sys.stderr if args.json == "-" else sys.stdout  # keep JSON clean

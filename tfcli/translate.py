@@ -44,7 +44,7 @@ class Translator:
         ids = self._encode(lines)
         results: list[list[TextHypothesis]] = [[] for _ in lines]
         for batch_rows in self._batches(ids):
-            src = _pad([ids[i] for i in batch_rows]).to(self.device)
+            src = pad_sources([ids[i] for i in batch_rows]).to(self.device)
             with autocast(self.device, self.precision):
                 hyps = search(
                     self.model,
@@ -103,7 +103,7 @@ class TextHypothesis:
     tokens: list[int]
 
 
-def _pad(seqs: Sequence[list[int]]) -> torch.Tensor:
+def pad_sources(seqs: Sequence[list[int]]) -> torch.Tensor:
     """Source id lists -> (B, S) with EOS appended and PAD on the right."""
     src = torch.full((len(seqs), max(len(s) for s in seqs) + 1), PAD_ID, dtype=torch.long)
     for row, seq in enumerate(seqs):
