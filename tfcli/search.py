@@ -86,9 +86,8 @@ def greedy_search(
     out_score = torch.zeros(b, device=device)
     for step in range(int(limit.max())):
         logits = model.decode(last, memory, src_mask, cache)[:, -1].float()  # (N, V)
-        lse = logits.logsumexp(-1)  # (N,): log-prob = logit - lse
-        best_logit, best = _constrain(logits, step + 1 >= limit).max(-1)  # (N,)
-        best_lp = best_logit - lse
+        logprobs = torch.log_softmax(logits, -1)
+        best_lp, best = _constrain(logprobs, step + 1 >= limit).max(-1)  # (N,)
         score = score + best_lp
         out[rows, step] = best
         done = best == EOS_ID
@@ -144,8 +143,8 @@ def beam_search(
         logits = model.decode(last, memory, src_mask, cache)[:, -1].float()  # (N*K, V)
         at_limit = (step + 1 >= limit).repeat_interleave(k)  # (N*K,)
         vocab = logits.size(-1)
-        # score + log-prob of every continuation, in one pass over the logits
-        cand = logits.add_((scores.view(-1) - logits.logsumexp(-1))[:, None])  # (N*K, V)
+        # score + log-prob of every continuation
+        cand = torch.log_softmax(logits, -1).add_(scores.view(-1, 1))  # (N*K, V)
         cand = _constrain(cand, at_limit).view(n, k * vocab)  # (N, K*V)
         top_s, top_i = cand.topk(2 * k, dim=1)  # (N, 2K)
         from_beam, token = top_i // vocab, top_i % vocab  # (N, 2K)
