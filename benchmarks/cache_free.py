@@ -13,7 +13,7 @@ class CacheFree(nn.Module):
     decoder layers over the whole prefix (BOS + tokens so far) and projects the last position.
 
     The prefix is kept in the cache dict itself, so the search's reordering of cache rows
-    (beams, finished sentences) reorders it too; everything else is the same search.
+    (beams, finished sentences) applies to it too; everything else is the same search.
     """
 
     def __init__(self, model: Transformer) -> None:
@@ -29,9 +29,12 @@ class CacheFree(nn.Module):
     def decode(
         self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor, cache: DecoderCache
     ) -> torch.Tensor:
-        state = cache[0]["self"]
-        prefix = torch.cat([state["prefix"], tgt], 1) if "prefix" in state else tgt  # (N, t)
-        state["prefix"] = prefix
+        state = cache[0]["self"]  # reorder_cache leaves the rows to select in "order"
+        order = state.pop("order", None)
+        if "prefix" in state:
+            past = state["prefix"] if order is None else state["prefix"][order]
+            tgt = torch.cat([past, tgt], 1)
+        prefix = state["prefix"] = tgt  # (N, t)
         dec = self.model.decoder
         x = dec.embed(prefix)  # (N, t, D)
         for layer in dec.layers:

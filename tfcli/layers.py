@@ -18,8 +18,34 @@ from torch import nn
 
 from tfcli.device import pad_rows_for_bf16, padded_rows
 
-# A layer's key/value cache during incremental decoding: {"k": (B, H, L, K), "v": (B, H, L, K)}.
+# A layer's key/value cache during incremental decoding.
+#   self-attention:  {"kv": (B, L, 2, H, K)} keys and values of every position so far, and
+#                    "order" (B,), rows still to select (see append_keys_values)
+#   cross-attention: {"k": (B', H, S, K), "v": (B', H, S, K)}, the projected encoder output
 KVCache = dict[str, torch.Tensor]
+
+
+def append_keys_values(cache: KVCache, kv: torch.Tensor) -> torch.Tensor:
+    """Append this step's keys and values kv (B, L, 2, H, K) to a self-attention cache and
+    return all of them, (B, T, 2, H, K).
+
+    Beam search reorders the cache rows after every step; model.reorder_cache only records the
+    order ("order"), and it is applied here, in the same copy that makes room for the new
+    position (one pass over the cache per step, not a concatenation plus a reordering).
+    """
+    past, order = cache.get("kv"), cache.pop("order", None)
+    if past is None:
+        out = kv.contiguous()
+    else:
+        t = past.size(1)
+        out = kv.new_empty((kv.size(0), t + kv.size(1), *kv.shape[2:]))
+        if order is None:
+            out[:, :t] = past
+        else:
+            torch.index_select(past, 0, order, out=out[:, :t])
+        out[:, t:] = kv
+    cache["kv"] = out
+    return out
 
 
 def sinusoid_table(positions: int, d_model: int) -> torch.Tensor:
@@ -120,13 +146,14 @@ class MultiHeadAttention(nn.Module):
         """
         b, length, d = x.shape
         if not self.cross:
-            q, k, v = self._split(self.in_proj(x), 3)  # each (B, H, L, K)
+            qkv = self.in_proj(x).view(b, length, 3, self.heads, self.head_dim)
+            kv = qkv[:, :, 1:]  # (B, L, 2, H, K)
             if cache is not None:
-                if "k" in cache:
-                    k = torch.cat([cache["k"], k], dim=2)  # (B, H, L_past + L, K)
-                    v = torch.cat([cache["v"], v], dim=2)
+                if "kv" in cache:
                     causal = False  # one new query attends to every cached position
-                cache["k"], cache["v"] = k, v
+                kv = append_keys_values(cache, kv)  # (B, L_past + L, 2, H, K)
+            q = qkv[:, :, 0].transpose(1, 2)  # (B, H, L, K)
+            k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)  # (B, H, L_keys, K)
         else:
             w, bias = self.in_proj.weight, self.in_proj.bias
             if cache is not None and "k" in cache:

@@ -73,8 +73,8 @@ class Decoder(nn.Module):
     ) -> torch.Tensor:
         """-> logits (B, T, V), or with `project=False` the last hidden states (B, T, D)."""
         offset = 0
-        if cache is not None and "k" in cache[0]["self"]:
-            offset = cache[0]["self"]["k"].size(2)
+        if cache is not None and "kv" in cache[0]["self"]:
+            offset = cache[0]["self"]["kv"].size(1)
         x = self.embed(tgt, offset)  # (B, T, D)
         for i, layer in enumerate(self.layers):
             x = layer(x, memory, src_mask, cache[i] if cache is not None else None)
@@ -154,14 +154,15 @@ def reorder_cache(
 
     Beam search keeps one cross-attention cache row per sentence, shared by its beams: it
     reorders the self-attention caches after every step, the cross-attention caches only
-    when finished sentences leave the batch.
+    when finished sentences leave the batch. A self-attention cache only records the order
+    ("order", composed with one not yet applied); the next append_keys_values applies it.
     """
     for layer in cache:
-        for name, rows in (("self", index), ("cross", cross_index)):
-            if rows is None:
-                continue
-            for key, t in layer[name].items():
-                layer[name][key] = t.index_select(0, rows)
+        own = layer["self"]
+        own["order"] = index if "order" not in own else own["order"].index_select(0, index)
+        if cross_index is not None:
+            for key, t in layer["cross"].items():
+                layer["cross"][key] = t.index_select(0, cross_index)
     return cache
 
 
