@@ -10,7 +10,7 @@ import torch
 
 from tfcli.device import BF16_ROWS, pad_rows_for_bf16
 from tfcli.layers import Embeddings, Linear, sinusoid_table
-from tfcli.model import Transformer, count_parameters
+from tfcli.model import Transformer, count_parameters, reorder_cache
 from tfcli.search import greedy_search
 from tfcli.tokenizer import BOS_ID, PAD_ID
 
@@ -100,6 +100,30 @@ def test_cached_decoding_equals_full_decoding(model_cfg, make_model, random_src,
         full = model.decode(tgt, memory, src_mask)  # (B, T, V)
         cache = model.new_cache()
         steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, cache) for t in range(6)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
+
+
+def test_reordered_cache_decodes_as_the_reordered_prefixes(model_cfg, make_model, random_src):
+    """reorder_cache between steps (twice in a row, as beam search does when sentences also
+    finish) gives the logits of a full decode over the correspondingly reordered prefixes."""
+    model = make_model(model_cfg)
+    src = random_src([5, 2, 7])
+    tgt = random_tgt(3, 6)
+    first, second = torch.tensor([2, 0, 2]), torch.tensor([1, 2])  # rows after step 3
+    with torch.no_grad():
+        memory, src_mask = model.encode(src)
+        cache = model.new_cache()
+        for t in range(3):
+            model.decode(tgt[:, t : t + 1], memory, src_mask, cache)
+        reorder_cache(cache, first, first)
+        reorder_cache(cache, second, second)
+        rows = first[second]  # the source sentence of each remaining row
+        prefix = torch.cat([tgt[rows, :3], tgt[:2, 3:]], 1)  # old prefixes, new continuations
+        steps = [
+            model.decode(prefix[:, t : t + 1], memory[rows], src_mask[rows], cache)
+            for t in range(3, 6)
+        ]
+        full = model.decode(prefix, memory[rows], src_mask[rows])[:, 3:]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
 
 
