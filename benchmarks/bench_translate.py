@@ -1,4 +1,4 @@
-"""Translation throughput: tfcli's cached search against a cache-free decoder and CTranslate2.
+"""Translation throughput: tfcli's cached search against two decoders without a cache and CTranslate2.
 
     python benchmarks/bench_translate.py -m runs/quickstart
     python benchmarks/bench_translate.py --random-model --sentences 200 --repeats 1
@@ -11,8 +11,13 @@ beam and max length (one per batch: a * longest source + b from the decode setti
 
     tfcli        tfcli.search (greedy / batched beam with a key/value cache)
     cache-free   the same search, but every step re-runs the decoder layers over the whole
-                 prefix; it is slow, so it decodes every k-th batch (--baseline-sentences) and
-                 its speed ratio is taken against tfcli on those same batches
+                 prefix (cache_free.py): what the key/value cache alone buys
+    plain        beam search without any of the decoding speed work (plain_decoder.py): no
+                 cache, the encoder output copied per beam, every batch decoded until its last
+                 sentence ends: what the cache and the search's batching buy together
+                 Both baselines are slow, so they decode every k-th batch
+                 (--baseline-sentences) and their speed ratios are taken against tfcli on
+                 those same batches.
     ctranslate2  the same weights exported with tfcli.export (float32), when installed; PAD and
                  BOS are suppressed, as tfcli.search never produces them
 
@@ -39,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,7 @@ from common import (
     write_json,
 )
 from ct2_system import ct2_translator, run_ct2
+from plain_decoder import plain_beam_search
 from torch import nn
 from workload import BATCH_SENTENCES, Subject, Workload, load_subject, make_workload
 
@@ -66,6 +72,7 @@ from tfcli.search import Hypothesis, search
 from tfcli.tokenizer import BOS_ID, PAD_ID, Tokenizer
 
 SEARCHES = {"greedy": 1, "beam 4": 4}
+BASELINES = ("cache-free", "plain")  # decoders without a cache, timed on a share of the batches
 
 
 def parse_args() -> argparse.Namespace:
@@ -81,9 +88,9 @@ def parse_args() -> argparse.Namespace:
         "--baseline-sentences",
         type=int,
         default=256,
-        help="the cache-free decoder's share: this many sentences spread over all lengths (0: all)",
+        help="the baselines' share: this many sentences spread over all lengths (0: all)",
     )
-    p.add_argument("--no-baseline", action="store_true", help="skip the cache-free decoder")
+    p.add_argument("--no-baseline", action="store_true", help="skip both cache-free baselines")
     p.add_argument("--no-ctranslate2", action="store_true", help="skip CTranslate2")
     p.add_argument("--no-cold-start", action="store_true", help="skip the subprocess timing")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-': stdout)")
@@ -109,6 +116,14 @@ def run_torch(model: nn.Module, work: Workload, beam: int, alpha: float) -> list
     return out
 
 
+def run_plain(model: nn.Module, work: Workload, beam: int, alpha: float) -> list[list[int]]:
+    """Decode every batch with the plain decoder; returns the best token ids per sentence."""
+    out: list[list[int]] = []
+    for src, limit in zip(work.ids, work.limits):
+        out.extend(plain_beam_search(model, src, beam, alpha, limit))  # type: ignore[arg-type]
+    return out
+
+
 # --- measurements ------------------------------------------------------------------------------
 
 
@@ -121,7 +136,8 @@ class Row:
     tokens: int
     peak_mib: float
     same_as_tfcli: float | None = None  # share of sentences with identical output
-    speedup_vs_cache_free: float | None = None  # tfcli only: on the cache-free decoder's batches
+    # tfcli only: speed relative to each baseline, on the baseline's batches
+    speedups: dict[str, float] = field(default_factory=dict)
 
     @property
     def sentences_per_s(self) -> float:
@@ -188,12 +204,13 @@ def agreement(outputs: list[list[Any]], ours: list[list[int]], tok: Tokenizer) -
 
 
 def torch_decoders(args: argparse.Namespace, subject: Subject) -> dict[str, Decoder]:
-    """tfcli, and the cache-free decoder unless skipped."""
-    alpha = subject.decode.length_penalty
-    found: dict[str, Decoder] = {"tfcli": lambda w, b: run_torch(subject.model, w, b, alpha)}
+    """tfcli, and the two baselines (BASELINES) unless skipped."""
+    alpha, model = subject.decode.length_penalty, subject.model
+    found: dict[str, Decoder] = {"tfcli": lambda w, b: run_torch(model, w, b, alpha)}
     if not args.no_baseline:
-        cache_free = CacheFree(subject.model)
+        cache_free = CacheFree(model)
         found["cache-free"] = lambda w, b: run_torch(cache_free, w, b, alpha)
+        found["plain"] = lambda w, b: run_plain(model, w, b, alpha)
     return found
 
 
@@ -212,8 +229,8 @@ def ct2_decoder(
 def benchmark(
     args: argparse.Namespace, subject: Subject, workdir: Path, device: torch.device
 ) -> list[Row]:
-    """Time every system on every search; the cache-free decoder on a spread of the batches,
-    against tfcli on the same batches.
+    """Time every system on every search; the baselines on a spread of the batches, against
+    tfcli on the same batches.
 
     CTranslate2 runs last: once its thread pool has run, PyTorch in the same process decoded
     1.6x slower (measured with 2 threads: 9.4 s before, 15-16 s after), so measuring it
@@ -228,14 +245,16 @@ def benchmark(
         ours, ours_out = measure("tfcli", systems["tfcli"], work, name, args, device)
         rows.append(ours)
         ours_by_search[name] = ours_out
-        if "cache-free" in systems:
+        baselines = [b for b in BASELINES if b in systems]
+        if baselines:
             same, same_out = ours, ours_out
             if few is not work:
                 same, same_out = measure("tfcli", systems["tfcli"], few, name, args, device)
-            row, out = measure("cache-free", systems["cache-free"], few, name, args, device)
-            row.same_as_tfcli = agreement(out, same_out, subject.tgt_tok)
-            ours.speedup_vs_cache_free = row.seconds / same.seconds
-            rows.append(row)
+            for baseline in baselines:
+                row, out = measure(baseline, systems[baseline], few, name, args, device)
+                row.same_as_tfcli = agreement(out, same_out, subject.tgt_tok)
+                ours.speedups[baseline] = row.seconds / same.seconds
+                rows.append(row)
     ct2 = ct2_decoder(args, subject, workdir, device)
     if ct2 is not None:
         for name in SEARCHES:
@@ -250,7 +269,7 @@ def report(rows: list[Row], cold: tuple[float | None, str] | None, subject: Subj
     table = []
     for r in rows:
         ct2 = next((c for c in rows if c.search == r.search and c.system == "ctranslate2"), None)
-        comparable = ct2 is not None and r.system != "cache-free"  # same sentences
+        comparable = ct2 is not None and r.system not in BASELINES  # same sentences
         table.append(
             [
                 r.system,
@@ -258,17 +277,17 @@ def report(rows: list[Row], cold: tuple[float | None, str] | None, subject: Subj
                 r.sentences,
                 r.sentences_per_s,
                 r.tokens_per_s,
-                1.0 if r.system == "cache-free" else r.speedup_vs_cache_free,
+                *(1.0 if r.system == b else r.speedups.get(b) for b in BASELINES),
                 ct2.seconds / r.seconds if comparable and ct2 else None,
                 r.peak_mib,
                 None if r.same_as_tfcli is None else 100 * r.same_as_tfcli,
             ]
         )
-    headers = ["system", "search", "sentences", "sent/s", "tok/s", "x cache-free"]
+    headers = ["system", "search", "sentences", "sent/s", "tok/s", *(f"x {b}" for b in BASELINES)]
     print(format_table([*headers, "x ctranslate2", "peak MiB", "% same as tfcli"], table))
     print(
-        "x cache-free, x ctranslate2: speed relative to that system on the same sentences; "
-        "% same: sentences whose output equals tfcli's"
+        "x cache-free, x plain, x ctranslate2: speed relative to that system on the same "
+        "sentences; % same: sentences whose output equals tfcli's"
     )
     if cold is not None:
         seconds, what = cold

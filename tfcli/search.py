@@ -32,8 +32,8 @@ def max_lengths(src: torch.Tensor, a: float, b: int, limit: int) -> torch.Tensor
     return (src_len.float() * a + b).long().clamp(1, limit)  # (B,)
 
 
-def length_penalty(length: int, alpha: float) -> float:
-    """GNMT length penalty ((5 + length) / 6) ** alpha."""
+def length_penalty(length: int | torch.Tensor, alpha: float) -> float | torch.Tensor:
+    """GNMT length penalty ((5 + length) / 6) ** alpha (of a length or a tensor of lengths)."""
     return ((5.0 + length) / 6.0) ** alpha
 
 
