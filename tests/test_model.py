@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tfcli.device import BF16_ROWS, pad_rows_for_bf16
-from tfcli.layers import Embeddings, Linear, sinusoid_table
+from tfcli.layers import Embeddings, Linear, dropout, sinusoid_table
 from tfcli.model import Transformer, count_parameters, reorder_cache
 from tfcli.search import greedy_search
 from tfcli.tokenizer import BOS_ID, PAD_ID
@@ -187,6 +187,32 @@ def test_dropout_only_in_train_mode(tiny_model, random_src):
         tiny_model.eval()
         c, d = tiny_model(src, tgt), tiny_model(src, tgt)
         assert torch.equal(c, d)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_keeps_1_minus_p_of_every_lane_scaled(p):
+    torch.manual_seed(0)
+    x = torch.ones(1000, 1000, requires_grad=True)
+    y = dropout(x, p, training=True)
+    kept = y != 0
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    # four mask values come from each 64-bit draw: every one of the four must be fair
+    for lane in range(4):
+        share = kept.view(-1)[lane::4].float().mean().item()
+        assert abs(share - (1 - p)) < 0.005, (lane, share)
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(x.grad, y.detach())  # the gradient goes through the same mask
+
+
+def test_dropout_follows_the_seed_keeps_dtype_and_is_off_in_eval():
+    x = torch.randn(3, 5, 7).bfloat16()
+    torch.manual_seed(3)
+    a = dropout(x, 0.2, training=True)
+    torch.manual_seed(3)
+    b = dropout(x, 0.2, training=True)
+    assert torch.equal(a, b) and a.dtype == torch.bfloat16 and not torch.equal(a, x)
+    assert dropout(x, 0.2, training=False) is x and dropout(x, 0.0, training=True) is x
+    assert torch.equal(dropout(x, 1.0, training=True), torch.zeros_like(x))
 
 
 def test_overfits_one_batch(overfit):
