@@ -65,7 +65,7 @@ class ModelConfig:
     d_ff: int = _opt(2048, "feed-forward inner width", 1)
     encoder_layers: int = _opt(6, "encoder layers", 1, 64)
     decoder_layers: int = _opt(6, "decoder layers", 1, 64)
-    dropout: float = _opt(0.1, "dropout on embeddings, sublayer outputs and FFN", 0.0, 0.9)
+    dropout: float = _opt(0.1, "dropout on embeddings and every sublayer's output", 0.0, 0.9)
     attention_dropout: float = _opt(0.0, "dropout on attention weights", 0.0, 0.9)
     norm: Literal["post", "pre"] = _opt("post", "layer norm after (paper) or before sublayers")
     activation: Literal["relu", "gelu"] = _opt("relu", "feed-forward activation")
