@@ -89,8 +89,8 @@ class _OutputCrossEntropy(torch.autograd.Function):
             if gathered is not None:
                 gathered[part] = g
                 continue
-            grad_h[part] = g @ w  # (r, D)
-            grad_w += g.t() @ h_s  # (V, D)
+            torch.mm(g, w, out=grad_h[part])  # (r, D)
+            grad_w.addmm_(g.t(), h_s)  # (V, D), accumulated in place: no (V, D) temporary
         if gathered is not None:
             grad_h = gathered @ w  # (N, D)
             grad_w = (gathered.t() @ h).float()  # (V, D)
