@@ -30,21 +30,13 @@ from tfcli.checkpoint import (
 )
 from tfcli.checkpoint import save_checkpoint as write_checkpoint
 from tfcli.config import Config, save_config
-from tfcli.data import (
-    Batch,
-    batch_by_tokens,
-    collate,
-    epoch_batches,
-    make_examples,
-    read_parallel,
-    resolve_path,
-)
+from tfcli.data import Batch, epoch_batches
 from tfcli.device import autocast, resolve_device, resolve_precision
 from tfcli.distributed import Distributed
-from tfcli.errors import CheckpointError, ConfigError
+from tfcli.errors import CheckpointError
 from tfcli.model import Transformer, count_parameters
 from tfcli.optim import learning_rate, make_optimizer
-from tfcli.tokenizer import load_run_tokenizers, prepare_tokenizers
+from tfcli.training_data import load_training_data, read_eval_set
 from tfcli.translate import Translator
 
 log = logging.getLogger(__name__)
@@ -97,38 +89,10 @@ class Trainer:
 
     # --- setup -------------------------------------------------------------------------
 
-    def _load_data(self) -> None:
-        d = self.cfg.data
-        if not d.train:
-            raise ConfigError("data.train: no training data given (a prefix like data/de-en/train)")
-        src_path, tgt_path = resolve_path(d.train, d.src_lang), resolve_path(d.train, d.tgt_lang)
-        src_lines, tgt_lines = read_parallel(src_path, tgt_path)
-        if self.dist.main:
-            prepare_tokenizers(self.cfg.tokenizer, self.run_dir, src_lines, tgt_lines)
-        self.dist.barrier()
-        self.src_tok, self.tgt_tok = load_run_tokenizers(self.run_dir)
-        self.train_examples, report = make_examples(
-            src_lines, tgt_lines, self.src_tok, self.tgt_tok, d.max_len, d.max_len_ratio
-        )
-        log.info("training data %s: %s", src_path.with_suffix(""), report)
-        if not self.train_examples:
-            raise ConfigError(f"data.train: no usable sentence pairs in {src_path} / {tgt_path}")
-        self.dev = self._read_eval_set(d.dev)
-        self.dev_batches: list[Batch] = []
-        if self.dev is not None:  # tokenized and batched once, reused by every validation
-            examples, _ = make_examples(self.dev[0], self.dev[1], self.src_tok, self.tgt_tok)
-            groups = batch_by_tokens(examples, self.cfg.train.batch_tokens)
-            self.dev_batches = [collate(group) for group in groups]
-
-    def _read_eval_set(self, prefix: str | None) -> tuple[list[str], list[str]] | None:
-        if not prefix:
-            return None
-        d = self.cfg.data
-        return read_parallel(resolve_path(prefix, d.src_lang), resolve_path(prefix, d.tgt_lang))
-
     def _build(self) -> None:
         cfg = self.cfg
-        self.model = Transformer(cfg.model, len(self.src_tok), len(self.tgt_tok)).to(self.device)
+        vocab = len(self.data.src_tok), len(self.data.tgt_tok)
+        self.model = Transformer(cfg.model, *vocab).to(self.device)
         log.info(
             "model: %s parameters, %s on %s, %s",
             f"{count_parameters(self.model):,}",
@@ -177,7 +141,7 @@ class Trainer:
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
-        self._load_data()
+        self.data = load_training_data(self.cfg, self.run_dir, self.dist)
         self._build()
         self._resume()  # refuses a run trained with other model settings: keep its config.yaml
         if self.dist.main:
@@ -212,7 +176,7 @@ class Trainer:
 
     def _train_epoch(self) -> str | None:
         t, s = self.cfg.train, self.state
-        batches = list(epoch_batches(self.train_examples, t.batch_tokens, t.seed, s.epoch))
+        batches = list(epoch_batches(self.data.train, t.batch_tokens, t.seed, s.epoch))
         usable = len(batches) - len(batches) % self.dist.world  # as many batches on every rank
         batches = batches[self.dist.rank : usable : self.dist.world]
         per_update = t.accumulate
@@ -298,12 +262,13 @@ class Trainer:
 
     def _translator(self, model: Transformer, beam: int) -> Translator:
         decode = replace(self.cfg.decode, beam=beam, n_best=1)
-        return Translator(model, self.src_tok, self.tgt_tok, decode, self.device, self.precision)
+        src_tok, tgt_tok = self.data.src_tok, self.data.tgt_tok
+        return Translator(model, src_tok, tgt_tok, decode, self.device, self.precision)
 
     def _dev_bleu(self, model: Transformer) -> float:
-        assert self.dev is not None
+        assert self.data.dev is not None
         translator = self._translator(model, self.cfg.train.valid_beam)
-        return validation.dev_bleu(translator, self.dev, self.cfg.train.valid_bleu_sentences)
+        return validation.dev_bleu(translator, self.data.dev, self.cfg.train.valid_bleu_sentences)
 
     def validate(self) -> None:
         """Dev loss, perplexity and BLEU; write metrics.jsonl and checkpoints (rank 0 only)."""
@@ -317,9 +282,9 @@ class Trainer:
             "elapsed_s": round(time.monotonic() - self.start_time, 1),
         }
         bleu = None
-        if self.dev is not None:
+        if self.data.dev is not None:
             dev_loss = validation.dev_loss(
-                self.model, self.dev_batches, self.device, self.precision
+                self.model, self.data.dev_batches, self.device, self.precision
             )
             bleu = self._dev_bleu(self.model)
             record |= {
@@ -346,7 +311,7 @@ class Trainer:
                 "elapsed": time.monotonic() - self.start_time,
             }
         weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        return Checkpoint(weights, self.cfg, self.src_tok, self.tgt_tok, s.step, state)
+        return Checkpoint(weights, self.cfg, self.data.src_tok, self.data.tgt_tok, s.step, state)
 
     def _save_checkpoints(self, bleu: float | None) -> None:
         s = self.state
@@ -394,7 +359,7 @@ class Trainer:
 
     def _test(self) -> tuple[dict[str, object] | None, list[tuple[str, str, str]]]:
         """Translate the test set with the best checkpoint; return scores and a few samples."""
-        test = self._read_eval_set(self.cfg.data.test)
+        test = read_eval_set(self.cfg.data, self.cfg.data.test)
         if test is None:
             return None, []
         path = self.run_dir / BEST
