@@ -100,28 +100,37 @@ def parse_args() -> argparse.Namespace:
 # --- the systems -------------------------------------------------------------------------------
 
 
+def run_batches(
+    work: Workload, decode: Callable[[torch.Tensor, int], list[list[int]]]
+) -> list[list[int]]:
+    """decode(src, limit) every batch; returns the best token ids per sentence."""
+    return [ids for src, limit in zip(work.ids, work.limits) for ids in decode(src, limit)]
+
+
 def run_torch(model: nn.Module, work: Workload, beam: int, alpha: float) -> list[list[int]]:
-    """Decode every batch with tfcli.search; returns the best token ids per sentence."""
-    out: list[list[int]] = []
-    for src, limit in zip(work.ids, work.limits):
+    """Decode every batch with tfcli.search (model: tfcli's or CacheFree, same interface)."""
+
+    def decode(src: torch.Tensor, limit: int) -> list[list[int]]:
         hyps: list[list[Hypothesis]] = search(
-            model,  # type: ignore[arg-type]  # CacheFree has the same interface
+            model,  # type: ignore[arg-type]
             src,
             beam=beam,
             alpha=alpha,
             max_len_a=0.0,
             max_len_b=limit,
         )
-        out.extend(h[0].tokens for h in hyps)
-    return out
+        return [h[0].tokens for h in hyps]
+
+    return run_batches(work, decode)
 
 
 def run_plain(model: nn.Module, work: Workload, beam: int, alpha: float) -> list[list[int]]:
-    """Decode every batch with the plain decoder; returns the best token ids per sentence."""
-    out: list[list[int]] = []
-    for src, limit in zip(work.ids, work.limits):
-        out.extend(plain_beam_search(model, src, beam, alpha, limit))  # type: ignore[arg-type]
-    return out
+    """Decode every batch with the plain decoder."""
+
+    def decode(src: torch.Tensor, limit: int) -> list[list[int]]:
+        return plain_beam_search(model, src, beam, alpha, limit)  # type: ignore[arg-type]
+
+    return run_batches(work, decode)
 
 
 # --- measurements ------------------------------------------------------------------------------

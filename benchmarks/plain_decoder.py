@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from tfcli.model import Transformer
-from tfcli.search import length_penalty
+from tfcli.search import constrain, length_penalty
 from tfcli.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -40,14 +40,10 @@ def plain_beam_search(
     ended = torch.zeros(b * k, dtype=torch.bool, device=device)
     lengths = torch.zeros(b * k, device=device)  # output length, EOS included
     for step in range(max_len):
+        last_step = torch.tensor(step + 1 == max_len, device=device)  # it may only end
         logits = model.decode(seqs, memory, src_mask)[:, -1].float()  # (B*K, V)
-        logprobs = torch.log_softmax(logits, -1)
+        logprobs = constrain(torch.log_softmax(logits, -1), last_step.expand(b * k))
         vocab = logprobs.size(-1)
-        logprobs[:, [PAD_ID, BOS_ID]] = float("-inf")
-        if step + 1 == max_len:  # the last step may only end
-            eos = logprobs[:, EOS_ID].clone()
-            logprobs.fill_(float("-inf"))
-            logprobs[:, EOS_ID] = eos
         logprobs[ended] = float("-inf")
         logprobs[ended, PAD_ID] = 0.0  # an ended hypothesis is only padded
         cand = (scores.view(-1, 1) + logprobs).view(b, k * vocab)  # (B, K*V)

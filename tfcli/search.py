@@ -37,7 +37,7 @@ def length_penalty(length: int | torch.Tensor, alpha: float) -> float | torch.Te
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _constrain(logprobs: torch.Tensor, at_limit: torch.Tensor) -> torch.Tensor:
+def constrain(logprobs: torch.Tensor, at_limit: torch.Tensor) -> torch.Tensor:
     """PAD and BOS are never produced; rows at their length limit may only end (EOS).
 
     EOS keeps its log-prob, so an output cut at the limit is scored like any other.
@@ -87,7 +87,7 @@ def greedy_search(
     for step in range(int(limit.max())):
         logits = model.decode(last, memory, src_mask, cache)[:, -1].float()  # (N, V)
         logprobs = torch.log_softmax(logits, -1)
-        best_lp, best = _constrain(logprobs, step + 1 >= limit).max(-1)  # (N,)
+        best_lp, best = constrain(logprobs, step + 1 >= limit).max(-1)  # (N,)
         score = score + best_lp
         out[rows, step] = best
         done = best == EOS_ID
@@ -145,7 +145,7 @@ def beam_search(
         vocab = logits.size(-1)
         # score + log-prob of every continuation
         cand = torch.log_softmax(logits, -1).add_(scores.view(-1, 1))  # (N*K, V)
-        cand = _constrain(cand, at_limit).view(n, k * vocab)  # (N, K*V)
+        cand = constrain(cand, at_limit).view(n, k * vocab)  # (N, K*V)
         top_s, top_i = cand.topk(2 * k, dim=1)  # (N, 2K)
         from_beam, token = top_i // vocab, top_i % vocab  # (N, 2K)
         new_seqs = torch.cat(
