@@ -13,9 +13,9 @@ noise from other work on the machine hits both alike:
     step       autocast (bf16 or none) forward, label-smoothed cross-entropy summed over target
                tokens / target tokens, backward, clip when the config clips, optimizer step
                (tfcli.optim.make_optimizer: fused Adam where available). The loss: tfcli as
-               tfcli.train computes it (tfcli.loss.output_loss_sum, the output layer and the
+               tfcli trains (tfcli.model.loss.LabelSmoothedLoss: the output layer and the
                loss a slice of rows at a time); the reference from whole logits with
-               F.cross_entropy (tfcli.loss.loss_sum).
+               F.cross_entropy (tfcli.model.loss.loss_sum).
 
 The reference masks the source padding (src_key_padding_mask, memory_key_padding_mask) and uses a
 causal target mask; like tfcli it needs no target padding mask, since padding is on the right.
@@ -70,13 +70,15 @@ from common import (
 from torch import nn
 
 from tfcli.config import ModelConfig, TrainConfig
-from tfcli.data import Batch, Example, batch_by_tokens, collate, make_examples, padding_share
-from tfcli.device import autocast, cpu_has_native_bf16, resolve_device
-from tfcli.layers import sinusoid_table
-from tfcli.loss import loss_sum
-from tfcli.model import Transformer
-from tfcli.optim import make_optimizer
-from tfcli.tokenizer import PAD_ID, Tokenizer
+from tfcli.data.batching import Batch, batch_by_tokens, collate, padding_share
+from tfcli.data.pairs import Example, make_examples
+from tfcli.data.tokenizer import PAD_ID, Tokenizer
+from tfcli.device import cpu_has_native_bf16, resolve_device
+from tfcli.model.kernels import configure_threads_and_kernels, precision_scope
+from tfcli.model.layers import sinusoid_table
+from tfcli.model.loss import LabelSmoothedLoss, loss_sum
+from tfcli.model.transformer import Transformer
+from tfcli.training.optim import make_optimizer
 
 
 def parse_args() -> argparse.Namespace:
@@ -195,10 +197,11 @@ def make_trainee(name: str, model: nn.Module, train: TrainConfig, device: torch.
 def train_step(
     t: Trainee, batch: Batch, device: torch.device, precision: str, train: TrainConfig
 ) -> None:
-    """What tfcli.train does per update (accumulate 1): loss per target token, clip, Adam."""
-    with autocast(device, precision):
-        if isinstance(t.model, Transformer):  # as tfcli.train: the sliced output loss
-            loss = t.model(batch.src, batch.tgt_in, batch.tgt_out, train.label_smoothing)
+    """What tfcli's trainer does per update (accumulate 1): loss per target token, clip, Adam."""
+    with precision_scope(device, precision):
+        if isinstance(t.model, Transformer):  # as tfcli trains: the sliced output loss
+            objective = LabelSmoothedLoss(t.model, train.label_smoothing)
+            loss = objective(batch.src, batch.tgt_in, batch.tgt_out)
         else:
             logits = t.model(batch.src, batch.tgt_in)  # (B, T, V)
             loss = loss_sum(logits, batch.tgt_out, train.label_smoothing)
@@ -331,8 +334,7 @@ def report(results: list[Result], peak: dict[str, float], info: dict[str, dict])
 
 def main() -> None:
     args = parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    configure_threads_and_kernels(args.threads)
     device = resolve_device(args.device)
     shapes = ["quickstart", "base"] if args.shape == "all" else [args.shape]
     precisions = ["fp32", "bf16"] if args.precision == "all" else [args.precision]

@@ -65,11 +65,13 @@ from plain_decoder import plain_beam_search
 from torch import nn
 from workload import BATCH_SENTENCES, Subject, Workload, load_subject, make_workload
 
-from tfcli.data import read_lines
+from tfcli.config import DecodeConfig
+from tfcli.data.text import read_lines
+from tfcli.data.tokenizer import BOS_ID, PAD_ID, Tokenizer
 from tfcli.device import resolve_device
 from tfcli.errors import TfcliError
-from tfcli.search import Hypothesis, search
-from tfcli.tokenizer import BOS_ID, PAD_ID, Tokenizer
+from tfcli.model.kernels import configure_threads_and_kernels
+from tfcli.translation.search import Hypothesis, search
 
 SEARCHES = {"greedy": 1, "beam 4": 4}
 BASELINES = ("cache-free", "plain")  # decoders without a cache, timed on a share of the batches
@@ -111,14 +113,8 @@ def run_torch(model: nn.Module, work: Workload, beam: int, alpha: float) -> list
     """Decode every batch with tfcli.search (model: tfcli's or CacheFree, same interface)."""
 
     def decode(src: torch.Tensor, limit: int) -> list[list[int]]:
-        hyps: list[list[Hypothesis]] = search(
-            model,  # type: ignore[arg-type]
-            src,
-            beam=beam,
-            alpha=alpha,
-            max_len_a=0.0,
-            max_len_b=limit,
-        )
+        settings = DecodeConfig(beam=beam, length_penalty=alpha, max_len_a=0.0, max_len_b=limit)
+        hyps: list[list[Hypothesis]] = search(model, src, settings)  # type: ignore[arg-type]
         return [h[0].tokens for h in hyps]
 
     return run_batches(work, decode)
@@ -241,9 +237,8 @@ def benchmark(
     """Time every system on every search; the baselines on a spread of the batches, against
     tfcli on the same batches.
 
-    CTranslate2 runs last: once its thread pool has run, PyTorch in the same process decoded
-    1.6x slower (measured with 2 threads: 9.4 s before, 15-16 s after), so measuring it
-    between PyTorch systems would slow those down.
+    CTranslate2 runs last: once its thread pool has run, PyTorch in the same process decodes
+    slower (benchmarks/README.md), so measuring it between PyTorch systems would slow those.
     """
     work = make_workload(subject, read_lines(args.src)[: args.sentences], device)
     few = work.spread(args.baseline_sentences)
@@ -318,8 +313,7 @@ def report(rows: list[Row], cold: tuple[float | None, str] | None, subject: Subj
 
 def main() -> None:
     args = parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    configure_threads_and_kernels(args.threads)
     try:
         device = resolve_device(args.device)
         if not args.src.is_file():

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from tfcli.config import load_config
-from tfcli.train import train
+from tfcli.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,16 +5,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tfcli.model import DecoderCache, Transformer
+from tfcli.model.decoder_state import DecoderState
+from tfcli.model.transformer import Transformer
+
+
+class PrefixState(DecoderState):
+    """A decoder state that keeps only the tokens fed so far, (N, t), and no keys or values.
+
+    The search reorders and drops its rows through the same two methods as a real state's.
+    """
+
+    def __init__(self, beams: int) -> None:
+        super().__init__(layers=0, beams=beams)
+        self.prefix: torch.Tensor | None = None
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        if self.prefix is not None:
+            self.prefix = self.prefix.index_select(0, rows)
+
+    def select_sentences(self, keep: torch.Tensor) -> None:
+        offsets = torch.arange(self.beams, device=keep.device)
+        self.reorder((keep[:, None] * self.beams + offsets).view(-1))  # (N' * G,)
 
 
 class CacheFree(nn.Module):
-    """`Transformer` for tfcli.search that ignores the key/value cache: every step re-runs the
+    """`Transformer` for tfcli's search that keeps no key/value cache: every step re-runs the
     decoder layers over the whole prefix (BOS + tokens so far) and projects the last position.
-
-    The prefix is kept in the cache dict itself, so the search's reordering of cache rows
-    (beams, finished sentences) applies to it too; everything else is the same search.
-    """
+    Everything else is the same search."""
 
     def __init__(self, model: Transformer) -> None:
         super().__init__()
@@ -23,20 +40,17 @@ class CacheFree(nn.Module):
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.encode(src)
 
-    def new_cache(self) -> DecoderCache:
-        return self.model.new_cache()
+    def new_state(self, beams: int = 1) -> PrefixState:
+        return PrefixState(beams)
 
     def decode(
-        self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor, cache: DecoderCache
+        self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor, state: PrefixState
     ) -> torch.Tensor:
-        state = cache[0]["self"]  # reorder_cache leaves the rows to select in "order"
-        order = state.pop("order", None)
-        if "prefix" in state:
-            past = state["prefix"] if order is None else state["prefix"][order]
-            tgt = torch.cat([past, tgt], 1)
-        prefix = state["prefix"] = tgt  # (N, t)
+        if state.prefix is not None:
+            tgt = torch.cat([state.prefix, tgt], 1)
+        state.prefix = tgt  # (N, t)
         dec = self.model.decoder
-        x = dec.embed(prefix)  # (N, t, D)
+        x = dec.embed(tgt)  # (N, t, D)
         for layer in dec.layers:
             x = layer(x, memory, src_mask)
         return dec.output(dec.final_norm(x[:, -1:]))  # (N, 1, V): only the last position

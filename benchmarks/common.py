@@ -28,9 +28,9 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from tfcli.config import Config, ModelConfig, load_config  # noqa: E402
-from tfcli.data import read_lines  # noqa: E402
-from tfcli.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
+from tfcli.config import Config, ModelConfig, TokenizerConfig, load_config  # noqa: E402
+from tfcli.data.text import read_lines  # noqa: E402
+from tfcli.data.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
 
 DATA = ROOT / "data" / "de-en"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tfcli-bench"
@@ -130,26 +130,11 @@ class Shape:
         return self.config.model
 
 
-_DEFAULTS = {
-    "quickstart": (
-        ModelConfig(d_model=256, heads=4, d_ff=1024, encoder_layers=3, decoder_layers=3),
-        8000,
-    ),
-    "base": (
-        ModelConfig(d_model=512, heads=8, d_ff=2048, encoder_layers=6, decoder_layers=6),
-        32000,
-    ),
-}
-
-
 def model_shape(name: str) -> Shape:
-    """configs/{name}.yaml when it exists, else the built-in quickstart/base shapes."""
+    """The model and training settings of configs/{name}.yaml."""
     path = ROOT / "configs" / f"{name}.yaml"
-    if path.is_file():
-        cfg: Config = load_config(path)
-        return Shape(name, cfg, cfg.tokenizer.vocab_size, str(path.relative_to(ROOT)))
-    model, vocab = _DEFAULTS[name]
-    return Shape(name, Config(model=model), vocab, "built-in defaults")
+    cfg: Config = load_config(path)
+    return Shape(name, cfg, cfg.tokenizer.vocab_size, str(path.relative_to(ROOT)))
 
 
 def sample_pairs(n: int | None = None, seed: int = 1) -> tuple[list[str], list[str]] | None:
@@ -175,7 +160,7 @@ def bench_tokenizer(vocab: int, lines: int = 20_000) -> Tokenizer:
     path = CACHE / f"spm-{vocab}-{key}.model"
     if path.is_file():
         return Tokenizer.load(path)
-    tok = train_tokenizer(text, vocab)
+    tok = train_tokenizer(text, TokenizerConfig(vocab_size=vocab))
     path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(path)
     return tok

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from tfcli.model import Transformer
-from tfcli.search import constrain, length_penalty
-from tfcli.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from tfcli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from tfcli.model.transformer import Transformer
+from tfcli.translation.search import constrain, length_penalty
 
 
 @torch.inference_mode()

@@ -12,7 +12,6 @@ import torch
 from common import ROOT, bench_tokenizer, model_shape
 
 from tfcli.checkpoint import (
-    BEST,
     Checkpoint,
     build_model,
     find_checkpoint,
@@ -20,10 +19,11 @@ from tfcli.checkpoint import (
     save_checkpoint,
 )
 from tfcli.config import DecodeConfig
-from tfcli.model import Transformer
-from tfcli.search import max_lengths
-from tfcli.tokenizer import Tokenizer
-from tfcli.translate import pad_sources
+from tfcli.data.batching import pad_sources
+from tfcli.data.tokenizer import Tokenizer
+from tfcli.model.transformer import Transformer
+from tfcli.run_dir import RunDir
+from tfcli.translation.search import max_lengths
 
 BATCH_SENTENCES = 32
 
@@ -59,7 +59,7 @@ def load_subject(
         ckpt = random_checkpoint()
         run = workdir / "random-run"
         run.mkdir()
-        save_checkpoint(run / BEST, ckpt)
+        save_checkpoint(RunDir(run).best, ckpt)
         random_weights = True
     return Subject(
         build_model(ckpt).to(device),

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from tfcli.config import ModelConfig
-from tfcli.data import Batch, collate, make_examples
-from tfcli.model import Transformer
-from tfcli.tokenizer import EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+from tfcli.config import ModelConfig, TokenizerConfig
+from tfcli.data.batching import Batch, collate
+from tfcli.data.pairs import make_examples
+from tfcli.data.tokenizer import EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+from tfcli.model.transformer import Transformer
 
 torch.set_num_threads(1)
 
@@ -60,7 +61,7 @@ def corpus() -> tuple[list[str], list[str]]:
 def tokenizer(corpus) -> Tokenizer:
     """A shared sentencepiece model trained on both sides of the toy corpus."""
     src, tgt = corpus
-    return train_tokenizer(src + tgt, vocab_size=48)
+    return train_tokenizer(src + tgt, TokenizerConfig(vocab_size=48))
 
 
 @pytest.fixture(scope="session")

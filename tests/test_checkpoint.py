@@ -13,8 +13,6 @@ import pytest
 import torch
 
 from tfcli.checkpoint import (
-    BEST,
-    LAST,
     Checkpoint,
     average_weights,
     build_model,
@@ -24,7 +22,8 @@ from tfcli.checkpoint import (
 )
 from tfcli.config import Config
 from tfcli.errors import CheckpointError
-from tfcli.model import Transformer
+from tfcli.model.transformer import Transformer
+from tfcli.run_dir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,7 @@ class Malicious:
 
 def test_round_trip(tmp_path, config, tokenizer, random_src):
     ckpt = make_checkpoint(config, tokenizer)
-    path = tmp_path / LAST
+    path = RunDir(tmp_path).last
     save_checkpoint(path, ckpt)
     loaded = load_checkpoint(path)
     assert loaded.config == config
@@ -75,21 +74,23 @@ def test_round_trip(tmp_path, config, tokenizer, random_src):
 
 
 def test_save_is_atomic_and_overwrites(tmp_path, config, tokenizer):
-    path = tmp_path / BEST
+    path = RunDir(tmp_path).best
     save_checkpoint(path, make_checkpoint(config, tokenizer, seed=0, step=1))
     save_checkpoint(path, make_checkpoint(config, tokenizer, seed=1, step=2))
-    assert os.listdir(tmp_path) == [BEST]  # no temporary file left, hidden or not
+    assert os.listdir(tmp_path) == [
+        RunDir(tmp_path).best.name
+    ]  # no temporary file left, hidden or not
     assert load_checkpoint(path).step == 2
 
 
 def test_failed_save_leaves_previous_file_intact(tmp_path, config, tokenizer):
-    path = tmp_path / LAST
+    path = RunDir(tmp_path).last
     save_checkpoint(path, make_checkpoint(config, tokenizer, step=1))
     bad = make_checkpoint(config, tokenizer, step=2)
     bad.state = {"not plain data": lambda: None}  # torch.save cannot pickle a lambda
     with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
         save_checkpoint(path, bad)
-    assert os.listdir(tmp_path) == [LAST]
+    assert os.listdir(tmp_path) == [RunDir(tmp_path).last.name]
     assert load_checkpoint(path).step == 1
 
 
@@ -162,11 +163,11 @@ def test_find_checkpoint(tmp_path, config, tokenizer):
     with pytest.raises(CheckpointError):
         find_checkpoint(tmp_path / "no-such-run")
     ckpt = make_checkpoint(config, tokenizer)
-    save_checkpoint(tmp_path / LAST, ckpt)
-    assert find_checkpoint(tmp_path) == tmp_path / LAST
-    save_checkpoint(tmp_path / BEST, ckpt)
-    assert find_checkpoint(tmp_path) == tmp_path / BEST
-    assert find_checkpoint(tmp_path / LAST) == tmp_path / LAST
+    save_checkpoint(RunDir(tmp_path).last, ckpt)
+    assert find_checkpoint(tmp_path) == RunDir(tmp_path).last
+    save_checkpoint(RunDir(tmp_path).best, ckpt)
+    assert find_checkpoint(tmp_path) == RunDir(tmp_path).best
+    assert find_checkpoint(RunDir(tmp_path).last) == RunDir(tmp_path).last
 
 
 def test_average_weights_is_the_mean(tmp_path, config, tokenizer):

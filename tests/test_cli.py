@@ -18,9 +18,10 @@ import pytest
 import torch
 from typer.testing import CliRunner, Result
 
-from tfcli.checkpoint import BEST, LAST, build_model, load_checkpoint
+from tfcli.checkpoint import build_model, load_checkpoint
 from tfcli.cli import app
 from tfcli.config import load_config
+from tfcli.run_dir import RunDir
 
 COMMANDS = ["train", "translate", "eval", "average"]
 
@@ -86,10 +87,11 @@ def test_set(tiny_corpus) -> tuple[Path, Path]:
 
 def test_train_writes_a_complete_run_directory(trained, tiny_config):
     run = trained.run_dir
-    for name in ("config.yaml", "spm.model", LAST, BEST, "metrics.jsonl"):
-        assert (run / name).is_file(), name
+    files = RunDir(run)
+    for path in (files.config, files.shared_spm, files.last, files.best, files.metrics):
+        assert path.is_file(), path
     assert load_config(run / "config.yaml") == load_config(tiny_config)
-    assert load_checkpoint(run / LAST).step == 40
+    assert load_checkpoint(RunDir(run).last).step == 40
 
 
 def test_train_metrics_hold_one_record_per_validation_and_the_test_scores(trained):
@@ -124,7 +126,7 @@ def test_train_set_overrides_the_config(tmp_path, tiny_config, trained):
         f"tokenizer.model={trained.run_dir / 'spm.model'}",
     )
     assert result.exit_code == 0, result.output
-    assert load_checkpoint(run / LAST).step == 3
+    assert load_checkpoint(RunDir(run).last).step == 3
     assert load_config(run / "config.yaml").train.max_steps == 3
     assert result.stdout == ""  # no test set, no result line
 
@@ -202,7 +204,7 @@ def test_translate_keeps_input_order(trained):
 
 def test_translate_accepts_a_run_directory_or_a_checkpoint_file(trained):
     by_dir = invoke("translate", "-m", trained.run_dir, "Guten Morgen.")
-    by_file = invoke("translate", "-m", trained.run_dir / BEST, "Guten Morgen.")
+    by_file = invoke("translate", "-m", RunDir(trained.run_dir).best, "Guten Morgen.")
     assert by_dir.exit_code == by_file.exit_code == 0
     assert by_dir.stdout == by_file.stdout
 
@@ -311,7 +313,7 @@ def test_eval_json_matches_the_sacrebleu_command(tmp_path, trained, test_set):
 
 
 def test_average_writes_a_loadable_checkpoint(tmp_path, trained):
-    first, second = trained.run_dir / BEST, trained.run_dir / LAST
+    first, second = RunDir(trained.run_dir).best, RunDir(trained.run_dir).last
     out = tmp_path / "averaged.pt"
     result = invoke("average", first, second, "-o", out)
     assert result.exit_code == 0, result.output

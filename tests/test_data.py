@@ -1,4 +1,4 @@
-"""Data: reading and checking parallel files, length filters, token-based batches."""
+"""tfcli.data: reading and checking parallel files, length filters, token-based batches."""
 
 from __future__ import annotations
 
@@ -9,18 +9,11 @@ from collections import Counter
 import pytest
 import torch
 
-from tfcli.data import (
-    Example,
-    batch_by_tokens,
-    collate,
-    epoch_batches,
-    make_examples,
-    read_lines,
-    read_parallel,
-    resolve_path,
-)
+from tfcli.data.batching import batch_by_tokens, collate, epoch_batches
+from tfcli.data.pairs import Example, make_examples
+from tfcli.data.text import read_lines, read_parallel, resolve_path
+from tfcli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tfcli.errors import DataError
-from tfcli.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 LINES = ["Guten Morgen.", "Wie geht's?", "", "Straße über Brücken — schön"]
 

@@ -11,13 +11,14 @@ import torch
 import torch.nn.functional as F
 
 from tfcli.checkpoint import Checkpoint, save_checkpoint
-from tfcli.config import Config, ModelConfig, TokenizerConfig
-from tfcli.data import collate, make_examples
+from tfcli.config import Config, DecodeConfig, ModelConfig, TokenizerConfig
+from tfcli.data.batching import collate
+from tfcli.data.pairs import make_examples
+from tfcli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 from tfcli.errors import TfcliError
-from tfcli.export import SOURCE_SPM, TARGET_SPM, export_ctranslate2
-from tfcli.model import Transformer
-from tfcli.search import greedy_search
-from tfcli.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+from tfcli.model.transformer import Transformer
+from tfcli.translation.export import SOURCE_SPM, TARGET_SPM, export_ctranslate2
+from tfcli.translation.search import greedy_search
 
 NUMBERS = ["eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn"]
 ENGLISH = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
@@ -39,12 +40,14 @@ def ct2() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def shared_tok() -> Tokenizer:
-    return train_tokenizer(SOURCE + TARGET, vocab_size=60)
+    return train_tokenizer(SOURCE + TARGET, TokenizerConfig(vocab_size=60))
 
 
 @pytest.fixture(scope="module")
 def split_toks() -> tuple[Tokenizer, Tokenizer]:
-    return train_tokenizer(SOURCE, vocab_size=40), train_tokenizer(TARGET, vocab_size=40)
+    return train_tokenizer(SOURCE, TokenizerConfig(vocab_size=40)), train_tokenizer(
+        TARGET, TokenizerConfig(vocab_size=40)
+    )
 
 
 def tiny_config(norm: str = "post", activation: str = "relu", tie: str = "all") -> Config:
@@ -141,7 +144,9 @@ def test_greedy_outputs_match(tmp_path, ct2, shared_tok) -> None:
         max_decoding_length=40,
         suppress_sequences=[["<pad>"], ["<s>"]],  # tfcli.search never produces PAD or BOS
     )
-    ours = greedy_search(model, collate_sources(src_ids), max_len_a=0.0, max_len_b=41)
+    ours = greedy_search(
+        model, collate_sources(src_ids), DecodeConfig(beam=1, max_len_a=0.0, max_len_b=41)
+    )
     for hyps, result in zip(ours, results):
         assert result.hypotheses[0] == pieces(shared_tok, hyps[0].tokens)
     # The model learnt the corpus, so outputs end with EOS and are not degenerate.

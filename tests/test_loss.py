@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import tfcli.loss
+import tfcli.model.loss
 from tfcli.config import ModelConfig
-from tfcli.loss import loss_sum, output_loss_sum
-from tfcli.model import Transformer
-from tfcli.tokenizer import PAD_ID
+from tfcli.data.tokenizer import PAD_ID
+from tfcli.model.loss import LabelSmoothedLoss, loss_sum, output_loss_sum
+from tfcli.model.transformer import Transformer
 
 
 def _logits_and_target(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +67,7 @@ def _hidden_weight_target(vocab: int = 11, seed: int = 0):
 @pytest.fixture
 def small_slices(monkeypatch):
     """Slices of 2 rows, so that 15 rows take 8 slices and the last one is short."""
-    monkeypatch.setattr(tfcli.loss, "SLICE_ELEMENTS", 2 * 11)
+    monkeypatch.setattr(tfcli.model.loss, "SLICE_ELEMENTS", 2 * 11)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
@@ -111,7 +111,7 @@ def test_output_loss_without_grad_is_the_same_number(small_slices):
     assert loss.item() == pytest.approx(loss_sum(hidden @ weight.t(), target, 0.1).item(), 1e-6)
 
 
-def test_model_given_a_target_returns_the_loss_of_its_logits():
+def test_label_smoothed_loss_of_a_model_is_the_loss_of_its_logits():
     torch.manual_seed(0)
     cfg = ModelConfig(d_model=16, heads=2, d_ff=32, encoder_layers=1, decoder_layers=1)
     model = Transformer(cfg, 20, 20).eval()
@@ -119,4 +119,5 @@ def test_model_given_a_target_returns_the_loss_of_its_logits():
     tgt_in = torch.tensor([[2, 10, 11], [2, 12, 0]])
     tgt_out = torch.tensor([[10, 11, 3], [12, 3, 0]])
     expected = loss_sum(model(src, tgt_in), tgt_out, 0.1)
-    assert model(src, tgt_in, tgt_out, 0.1).item() == pytest.approx(expected.item(), rel=1e-5)
+    got = LabelSmoothedLoss(model, 0.1)(src, tgt_in, tgt_out)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -8,11 +8,12 @@ import math
 import pytest
 import torch
 
-from tfcli.device import BF16_ROWS, pad_rows_for_bf16
-from tfcli.layers import Embeddings, Linear, dropout, sinusoid_table
-from tfcli.model import Transformer, count_parameters, reorder_cache
-from tfcli.search import greedy_search
-from tfcli.tokenizer import BOS_ID, PAD_ID
+from tfcli.config import DecodeConfig, ModelConfig
+from tfcli.data.tokenizer import BOS_ID, PAD_ID
+from tfcli.model.kernels import BF16_ROWS, Linear, dropout, pad_rows_for_bf16
+from tfcli.model.layers import Embeddings, sinusoid_table
+from tfcli.model.transformer import Transformer, count_parameters
+from tfcli.translation.search import greedy_search
 
 V = 40
 
@@ -47,7 +48,7 @@ def test_sinusoid_table_formula():
 
 def test_embeddings_scaled_by_sqrt_d_model():
     torch.manual_seed(0)
-    emb = Embeddings(V, 16, max_positions=20, dropout=0.0)
+    emb = Embeddings(V, ModelConfig(d_model=16, heads=2, max_positions=20, dropout=0.0))
     ids = torch.tensor([[5, 6, 7]])
     expected = emb.tokens.weight[ids] * math.sqrt(16) + sinusoid_table(20, 16)[:3]
     torch.testing.assert_close(emb(ids), expected)
@@ -57,9 +58,9 @@ def test_embeddings_scaled_by_sqrt_d_model():
 
 
 def test_embeddings_refuse_too_long_sequences():
-    emb = Embeddings(V, 16, max_positions=8, dropout=0.0)
+    emb = Embeddings(V, ModelConfig(d_model=16, heads=2, max_positions=16, dropout=0.0))
     with pytest.raises(ValueError, match="max_positions"):
-        emb(torch.ones(1, 9, dtype=torch.long))
+        emb(torch.ones(1, 17, dtype=torch.long))
 
 
 @pytest.mark.parametrize("norm", ["post", "pre"])
@@ -98,29 +99,29 @@ def test_cached_decoding_equals_full_decoding(model_cfg, make_model, random_src,
     with torch.no_grad():
         memory, src_mask = model.encode(src)
         full = model.decode(tgt, memory, src_mask)  # (B, T, V)
-        cache = model.new_cache()
-        steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, cache) for t in range(6)]
+        state = model.new_state()
+        steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, state) for t in range(6)]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
 
 
 def test_reordered_cache_decodes_as_the_reordered_prefixes(model_cfg, make_model, random_src):
-    """reorder_cache between steps (twice in a row, as beam search does when sentences also
-    finish) gives the logits of a full decode over the correspondingly reordered prefixes."""
+    """Reordering the decoder state between steps (twice in a row, as beam search does when
+    sentences also finish) gives the logits of a full decode over the reordered prefixes."""
     model = make_model(model_cfg)
     src = random_src([5, 2, 7])
     tgt = random_tgt(3, 6)
     first, second = torch.tensor([2, 0, 2]), torch.tensor([1, 2])  # rows after step 3
     with torch.no_grad():
         memory, src_mask = model.encode(src)
-        cache = model.new_cache()
+        state = model.new_state()
         for t in range(3):
-            model.decode(tgt[:, t : t + 1], memory, src_mask, cache)
-        reorder_cache(cache, first, first)
-        reorder_cache(cache, second, second)
+            model.decode(tgt[:, t : t + 1], memory, src_mask, state)
+        state.select_sentences(first)  # one hypothesis per sentence: rows are sentences
+        state.select_sentences(second)
         rows = first[second]  # the source sentence of each remaining row
         prefix = torch.cat([tgt[rows, :3], tgt[:2, 3:]], 1)  # old prefixes, new continuations
         steps = [
-            model.decode(prefix[:, t : t + 1], memory[rows], src_mask[rows], cache)
+            model.decode(prefix[:, t : t + 1], memory[rows], src_mask[rows], state)
             for t in range(3, 6)
         ]
         full = model.decode(prefix, memory[rows], src_mask[rows])[:, 3:]
@@ -140,8 +141,8 @@ def test_beams_sharing_one_source_row_decode_as_with_a_copy_per_beam(
             tgt, memory.repeat_interleave(beams, 0), src_mask.repeat_interleave(beams, 0)
         )
         shared = model.decode(tgt, memory, src_mask)
-        cache = model.new_cache()
-        steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, cache) for t in range(6)]
+        state = model.new_state(beams)
+        steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, state) for t in range(6)]
     torch.testing.assert_close(shared, copied, atol=1e-5, rtol=0)
     torch.testing.assert_close(torch.cat(steps, 1), copied, atol=1e-5, rtol=0)
 
@@ -217,7 +218,7 @@ def test_dropout_follows_the_seed_keeps_dtype_and_is_off_in_eval():
 
 def test_overfits_one_batch(overfit):
     assert overfit.last_loss < 0.1 * overfit.first_loss
-    hyps = greedy_search(overfit.model, overfit.batch.src)
+    hyps = greedy_search(overfit.model, overfit.batch.src, DecodeConfig(beam=1))
     assert [h[0].tokens for h in hyps] == overfit.targets
 
 

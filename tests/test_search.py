@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from tfcli.search import beam_search, greedy_search, length_penalty, max_lengths, search
-from tfcli.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from tfcli.config import DecodeConfig
+from tfcli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from tfcli.translation.search import beam_search, greedy_search, length_penalty, max_lengths, search
 
 LENGTHS = [5, 1, 8, 3]
 
@@ -38,8 +39,10 @@ def test_max_lengths_formula(random_src):
 
 def test_beam_one_equals_greedy(tiny_model, random_src):
     src = random_src(LENGTHS)
-    greedy = greedy_search(tiny_model, src, max_len_a=1.5, max_len_b=4)
-    beam = beam_search(tiny_model, src, beam=1, alpha=0.0, max_len_a=1.5, max_len_b=4)
+    greedy = greedy_search(tiny_model, src, DecodeConfig(beam=1, max_len_a=1.5, max_len_b=4))
+    beam = beam_search(
+        tiny_model, src, DecodeConfig(beam=1, length_penalty=0.0, max_len_a=1.5, max_len_b=4)
+    )
     assert [h[0].tokens for h in beam] == [h[0].tokens for h in greedy]
     for b, g in zip(beam, greedy):
         assert b[0].score == pytest.approx(g[0].score, abs=1e-4)
@@ -47,15 +50,14 @@ def test_beam_one_equals_greedy(tiny_model, random_src):
 
 def test_search_dispatches_on_beam_size(tiny_model, random_src):
     src = random_src(LENGTHS)
-    assert search(tiny_model, src, beam=1) == greedy_search(tiny_model, src)
-    assert search(tiny_model, src, beam=3, n_best=2) == beam_search(
-        tiny_model, src, beam=3, n_best=2
-    )
+    greedy, beam = DecodeConfig(beam=1), DecodeConfig(beam=3, n_best=2)
+    assert search(tiny_model, src, greedy) == greedy_search(tiny_model, src, greedy)
+    assert search(tiny_model, src, beam) == beam_search(tiny_model, src, beam)
 
 
 def test_n_best_sorted_by_score(tiny_model, random_src):
     src = random_src(LENGTHS)
-    result = beam_search(tiny_model, src, beam=4, n_best=4, max_len_b=4)
+    result = beam_search(tiny_model, src, DecodeConfig(beam=4, n_best=4, max_len_b=4))
     assert len(result) == len(LENGTHS)
     for hyps in result:
         assert len(hyps) == 4
@@ -67,15 +69,17 @@ def test_n_best_sorted_by_score(tiny_model, random_src):
 
 def test_result_independent_of_the_rest_of_the_batch(tiny_model, random_src):
     src = random_src(LENGTHS, seed=2)
-    batched = beam_search(tiny_model, src, beam=4, n_best=2, max_len_b=4)
+    beam = DecodeConfig(beam=4, n_best=2, max_len_b=4)
+    batched = beam_search(tiny_model, src, beam)
     for row, n in enumerate(LENGTHS):
-        alone = beam_search(tiny_model, src[row : row + 1, : n + 1], beam=4, n_best=2, max_len_b=4)
+        alone = beam_search(tiny_model, src[row : row + 1, : n + 1], beam)
         assert [h.tokens for h in alone[0]] == [h.tokens for h in batched[row]]
         for a, b in zip(alone[0], batched[row]):
             assert a.score == pytest.approx(b.score, abs=1e-4)
-    greedy = greedy_search(tiny_model, src, max_len_b=4)
+    greedy_cfg = DecodeConfig(beam=1, max_len_b=4)
+    greedy = greedy_search(tiny_model, src, greedy_cfg)
     for row, n in enumerate(LENGTHS):
-        alone = greedy_search(tiny_model, src[row : row + 1, : n + 1], max_len_b=4)
+        alone = greedy_search(tiny_model, src[row : row + 1, : n + 1], greedy_cfg)
         assert alone[0][0].tokens == greedy[row][0].tokens
 
 
@@ -83,7 +87,7 @@ def test_result_independent_of_the_rest_of_the_batch(tiny_model, random_src):
 def test_output_respects_max_length(tiny_model, random_src, beam):
     src = random_src(LENGTHS)
     a, b = 0.5, 2
-    result = search(tiny_model, src, beam=beam, max_len_a=a, max_len_b=b, n_best=beam)
+    result = search(tiny_model, src, DecodeConfig(beam=beam, max_len_a=a, max_len_b=b, n_best=beam))
     for hyps, n in zip(result, LENGTHS):
         for h in hyps:
             assert len(h.tokens) + 1 <= int(a * n + b)  # + 1: the EOS
@@ -92,7 +96,7 @@ def test_output_respects_max_length(tiny_model, random_src, beam):
 
 def test_greedy_score_is_the_log_probability(overfit):
     src = overfit.batch.src
-    for row, hyps in enumerate(greedy_search(overfit.model, src)):
+    for row, hyps in enumerate(greedy_search(overfit.model, src, DecodeConfig(beam=1))):
         expected = sequence_logprob(overfit.model, src[row], hyps[0].tokens)
         assert hyps[0].score == pytest.approx(expected, abs=1e-4)
 
@@ -101,7 +105,8 @@ def test_score_of_output_cut_at_the_limit_includes_eos(tiny_model, random_src):
     """A random model rarely ends by itself: its outputs end with a forced EOS at the length
     limit, and that EOS must cost its real log-probability, as a chosen EOS does."""
     src = random_src(LENGTHS)
-    for row, hyps in enumerate(greedy_search(tiny_model, src, max_len_b=4)):
+    greedy = DecodeConfig(beam=1, max_len_b=4)
+    for row, hyps in enumerate(greedy_search(tiny_model, src, greedy)):
         expected = sequence_logprob(tiny_model, src[row], hyps[0].tokens)
         assert hyps[0].score == pytest.approx(expected, abs=1e-4)
 
@@ -109,7 +114,8 @@ def test_score_of_output_cut_at_the_limit_includes_eos(tiny_model, random_src):
 def test_beam_score_is_normalized_log_probability(tiny_model, random_src):
     src = random_src(LENGTHS)
     alpha = 0.6
-    result = beam_search(tiny_model, src, beam=3, alpha=alpha, max_len_b=4, n_best=3)
+    decode = DecodeConfig(beam=3, length_penalty=alpha, max_len_b=4, n_best=3)
+    result = beam_search(tiny_model, src, decode)
     for row, hyps in enumerate(result):
         for h in hyps:
             expected = sequence_logprob(tiny_model, src[row], h.tokens)
@@ -118,5 +124,5 @@ def test_beam_score_is_normalized_log_probability(tiny_model, random_src):
 
 
 def test_beam_recovers_memorised_targets(overfit):
-    hyps = beam_search(overfit.model, overfit.batch.src, beam=4, n_best=1)
+    hyps = beam_search(overfit.model, overfit.batch.src, DecodeConfig(beam=4, n_best=1))
     assert [h[0].tokens for h in hyps] == overfit.targets

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tfcli.config import TokenizerConfig
+from tfcli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, train_tokenizer
 from tfcli.errors import DataError
-from tfcli.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, train_tokenizer
 
 
 def test_special_ids(tokenizer):
@@ -40,14 +41,14 @@ def test_bytes_round_trip(tokenizer, corpus, tmp_path):
 
 
 def test_vocabulary_too_large_for_the_data_is_reduced(corpus):
-    tok = train_tokenizer(corpus[1][:20], vocab_size=5000)
+    tok = train_tokenizer(corpus[1][:20], TokenizerConfig(vocab_size=5000))
     assert 16 <= len(tok) < 5000
     assert tok.decode(tok.encode([corpus[1][0]])[0]) == corpus[1][0]
 
 
 def test_no_text_to_train_on():
     with pytest.raises(DataError):
-        train_tokenizer(["", "   "], vocab_size=32)
+        train_tokenizer(["", "   "], TokenizerConfig(vocab_size=32))
 
 
 def test_bytes_that_are_not_a_model():

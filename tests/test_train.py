@@ -17,12 +17,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from tfcli.checkpoint import BEST, LAST, load_checkpoint
-from tfcli.config import Config, load_config
-from tfcli.data import batch_by_tokens, make_examples, read_parallel
+from tfcli.checkpoint import load_checkpoint
+from tfcli.config import Config, TokenizerConfig, load_config
+from tfcli.data.batching import batch_by_tokens
+from tfcli.data.pairs import make_examples
+from tfcli.data.text import read_parallel
+from tfcli.data.tokenizer import Tokenizer, train_tokenizer
 from tfcli.errors import CheckpointError
-from tfcli.tokenizer import Tokenizer, train_tokenizer
-from tfcli.train import learning_rate, train
+from tfcli.run_dir import RunDir
+from tfcli.training.optim import learning_rate
+from tfcli.training.trainer import train
 
 # --- schedule ---------------------------------------------------------------------------------
 
@@ -59,7 +63,7 @@ def spm_model(tmp_path_factory, tiny_corpus) -> Path:
     """The tiny config's sentencepiece model, trained once for all runs of this module."""
     src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
     path = tmp_path_factory.mktemp("spm") / "spm.model"
-    train_tokenizer(src + tgt, 500).save(path)
+    train_tokenizer(src + tgt, TokenizerConfig(vocab_size=500)).save(path)
     return path
 
 
@@ -115,13 +119,13 @@ RESUME = ("train.valid_every=3", "train.batch_tokens=1500")
 def test_resume_continues_from_the_last_checkpoint(tmp_path, make_cfg):
     run = tmp_path / "resumed"
     train(make_cfg(*RESUME, "train.max_steps=6"), run)
-    first = load_checkpoint(run / LAST)
+    first = load_checkpoint(RunDir(run).last)
     assert first.step == 6
     assert first.state["optimizer"]["state"]  # Adam's moments are saved
     result = train(make_cfg(*RESUME, "train.max_steps=10"), run)
     assert result.step == 10
     assert steps_of(run) == [3, 6, 9, 10]
-    assert load_checkpoint(run / LAST).step == 10
+    assert load_checkpoint(RunDir(run).last).step == 10
 
 
 def test_resumed_training_equals_uninterrupted_training(tmp_path, make_cfg):
@@ -129,10 +133,10 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path, make_cfg):
     train(make_cfg(*RESUME, "train.max_steps=6"), resumed)
     train(make_cfg(*RESUME, "train.max_steps=10"), resumed)
     train(make_cfg(*RESUME, "train.max_steps=10"), straight)
-    assert_same_weights(resumed / LAST, straight / LAST)
+    assert_same_weights(RunDir(resumed).last, RunDir(straight).last)
     # the optimizer state was restored, not started afresh
-    opt_a = load_checkpoint(resumed / LAST).state["optimizer"]["state"]
-    opt_b = load_checkpoint(straight / LAST).state["optimizer"]["state"]
+    opt_a = load_checkpoint(RunDir(resumed).last).state["optimizer"]["state"]
+    opt_b = load_checkpoint(RunDir(straight).last).state["optimizer"]["state"]
     for param in opt_b:
         for name, value in opt_b[param].items():
             assert torch.equal(opt_a[param][name], value), (param, name)
@@ -148,7 +152,7 @@ def test_resume_with_another_model_or_tokenizer_section_is_refused(
     train(make_cfg("train.max_steps=2"), run)
     with pytest.raises(CheckpointError, match=f"different {section} settings"):
         train(make_cfg("train.max_steps=4", change), run)
-    assert load_checkpoint(run / LAST).step == 2
+    assert load_checkpoint(RunDir(run).last).step == 2
 
 
 def test_refused_resume_leaves_the_run_config_alone(tmp_path, make_cfg):
@@ -157,14 +161,14 @@ def test_refused_resume_leaves_the_run_config_alone(tmp_path, make_cfg):
     with pytest.raises(CheckpointError):
         train(make_cfg("train.max_steps=4", "model.d_ff=128"), run)
     # config.yaml still describes the checkpoints in the run directory
-    assert load_config(run / "config.yaml").model == load_checkpoint(run / LAST).config.model
+    assert load_config(run / "config.yaml").model == load_checkpoint(RunDir(run).last).config.model
 
 
 def test_same_seed_gives_the_same_weights(tmp_path, make_cfg):
     cfg = make_cfg("train.max_steps=3", "model.dropout=0.1", "train.valid_every=100")
     train(cfg, tmp_path / "a")
     train(cfg, tmp_path / "b")
-    assert_same_weights(tmp_path / "a" / LAST, tmp_path / "b" / LAST)
+    assert_same_weights(RunDir(tmp_path / "a").last, RunDir(tmp_path / "b").last)
 
 
 def test_keep_best_keeps_the_best_checkpoints(tmp_path, make_cfg):
@@ -177,7 +181,7 @@ def test_keep_best_keeps_the_best_checkpoints(tmp_path, make_cfg):
     assert min(bleu[s] for s in kept) >= max(bleu[s] for s in set(bleu) - kept)
     for step in kept:
         assert load_checkpoint(run / f"checkpoint_step{step}.pt").step == step
-    best = load_checkpoint(run / BEST).step
+    best = load_checkpoint(RunDir(run).best).step
     assert bleu[best] == max(bleu.values())
 
 
@@ -195,7 +199,7 @@ def test_max_minutes_stops_training(tmp_path, make_cfg, train_log):
     result = train(cfg, tmp_path / "run")
     assert 1 <= result.step < 100000
     assert "train.max_minutes" in train_log.text
-    assert load_checkpoint(tmp_path / "run" / LAST).step == result.step
+    assert load_checkpoint(RunDir(tmp_path / "run").last).step == result.step
 
 
 def test_length_filtering_is_reported(tmp_path, make_cfg, spm_model, tiny_corpus, train_log):
@@ -267,7 +271,7 @@ def test_torchrun_trains_with_two_processes(tmp_path, tiny_config, spm_model):
         f"tokenizer.model={spm_model}",
     )
     assert rc == 0, err
-    assert load_checkpoint(run / LAST).step == 4
+    assert load_checkpoint(RunDir(run).last).step == 4
     assert steps_of(run) == [2, 4]  # rank 0 alone validates and writes
     assert sum("test" in r for r in records(run)) == 1
     assert out.count("test BLEU") == 1
@@ -289,7 +293,7 @@ def test_torchrun_processes_stop_together(tmp_path, tiny_config, spm_model):
         timeout=30,
     )
     assert rc == 0, err
-    assert load_checkpoint(run / LAST).step == 4
+    assert load_checkpoint(RunDir(run).last).step == 4
 
 
 def test_torchrun_processes_agree_on_the_end_of_an_epoch(
@@ -313,4 +317,4 @@ def test_torchrun_processes_agree_on_the_end_of_an_epoch(
         timeout=30,
     )
     assert rc == 0, err
-    assert load_checkpoint(tmp_path / "run" / LAST).step in (batches // 2, batches // 2 + 1)
+    assert load_checkpoint(RunDir(tmp_path / "run").last).step in (batches // 2, batches // 2 + 1)

@@ -1,4 +1,4 @@
-"""Validation bookkeeping: which checkpoints are kept, the dev loss, the test-set outputs."""
+"""Validation: the dev loss and the test-set outputs."""
 
 from __future__ import annotations
 
@@ -8,26 +8,13 @@ import pytest
 import torch
 
 from tfcli.config import DecodeConfig, ModelConfig
-from tfcli.data import Example, collate
-from tfcli.loss import loss_sum
-from tfcli.model import Transformer
-from tfcli.translate import Translator
-from tfcli.validation import METRICS, SAMPLES, dev_loss, translate_test_set, update_best
-
-
-def test_update_best_keeps_the_top_scores_and_names_the_dropped_steps():
-    best: list[tuple[float, int]] = []
-    for step, bleu in ((100, 10.0), (200, 12.0), (300, 11.0)):
-        update = update_best(best, bleu, step, keep=2)
-        best = update.best
-    assert best == [(12.0, 200), (11.0, 300)]
-    assert update.kept and not update.improved and update.dropped == [100]
-    worse = update_best(best, 5.0, 400, keep=2)
-    assert not worse.kept and not worse.improved and worse.dropped == [400]
-    assert worse.best == best
-    tie = update_best(best, 12.0, 500, keep=2)  # a tie is not an improvement; the later step first
-    assert tie.best == [(12.0, 500), (12.0, 200)] and not tie.improved and tie.dropped == [300]
-    assert update_best([], 0.0, 1, keep=1).improved  # the first score always improves
+from tfcli.data.batching import collate
+from tfcli.data.pairs import Example
+from tfcli.model.loss import loss_sum
+from tfcli.model.transformer import Transformer
+from tfcli.run_dir import RunDir
+from tfcli.training.validation import SAMPLES, dev_loss, translate_test_set
+from tfcli.translation.translator import Translator
 
 
 def test_dev_loss_is_the_unsmoothed_loss_per_target_token():
@@ -49,11 +36,12 @@ def test_translate_test_set_writes_outputs_scores_and_samples(
     src = [f"Satz {i}." for i in range(12)]
     ref = [f"Sentence {i}." for i in range(12)]
     model = make_model(model_cfg, vocab=len(tokenizer))
-    translator = Translator(model, tokenizer, tokenizer, DecodeConfig(beam=1), torch.device("cpu"))
-    scores, samples = translate_test_set(translator, (src, ref), tmp_path, step=7)
+    cpu = torch.device("cpu")
+    translator = Translator(model, tokenizer, tokenizer, DecodeConfig(beam=1), cpu, "fp32")
+    scores, samples = translate_test_set(translator, (src, ref), RunDir(tmp_path), step=7)
     hyps = (tmp_path / "test.hyp").read_text(encoding="utf-8").splitlines()
     assert len(hyps) == 12
-    record = json.loads((tmp_path / METRICS).read_text(encoding="utf-8"))
+    record = json.loads(RunDir(tmp_path).metrics.read_text(encoding="utf-8"))
     assert record["step"] == 7 and record["test"]["bleu"] == scores["bleu"]
     assert len(samples) == SAMPLES
     assert [s[0] for s in samples] == [src[i] for i in (0, 2, 4, 6, 8)]

@@ -15,19 +15,12 @@ from typing import Any
 import torch
 
 from tfcli.config import Config, config_from_dict, config_to_dict
-from tfcli.errors import CheckpointError, ConfigError, DataError
-from tfcli.model import Transformer
-from tfcli.tokenizer import Tokenizer
+from tfcli.data.tokenizer import Tokenizer
+from tfcli.errors import CheckpointError, ConfigError, DataError, read_error
+from tfcli.model.transformer import Transformer
+from tfcli.run_dir import RunDir
 
 FORMAT = "tfcli-checkpoint-1"
-LAST = "checkpoint_last.pt"
-BEST = "checkpoint_best.pt"
-AVERAGE = "checkpoint_average.pt"
-
-
-def step_checkpoint(step: int) -> str:
-    """The file name of the checkpoint kept for a validation at `step`."""
-    return f"checkpoint_step{step}.pt"
 
 
 @dataclass
@@ -67,12 +60,8 @@ def load_checkpoint(path: str | Path, with_state: bool = True) -> Checkpoint:
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint not found") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({e.strerror})") from None
+        raise CheckpointError(read_error(path, e, "checkpoint")) from None
     except Exception as e:  # a file that is not a checkpoint can make the unpickler raise anything
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
@@ -120,16 +109,17 @@ def find_checkpoint(run: str | Path) -> Path:
         return run
     if not run.is_dir():
         raise CheckpointError(f"{run}: no such run directory or checkpoint file")
-    for name in (BEST, LAST):
-        if (run / name).is_file():
-            return run / name
+    for path in (RunDir(run).best, RunDir(run).last):
+        if path.is_file():
+            return path
     raise CheckpointError(f"{run}: no checkpoint in this directory (train it with tfcli train)")
 
 
 def latest_run(root: str | Path = "runs") -> Path:
     """The run directory under `root` whose newest checkpoint was written last."""
     root = Path(root)
-    found = [(p.stat().st_mtime, p.parent) for name in (LAST, BEST) for p in root.glob(f"*/{name}")]
+    names = (RunDir(".").last.name, RunDir(".").best.name)
+    found = [(p.stat().st_mtime, p.parent) for name in names for p in root.glob(f"*/{name}")]
     if not found:
         raise CheckpointError(f"no trained run found under {root}/; give one with -m RUN")
     return max(found)[1]

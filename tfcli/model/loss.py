@@ -1,18 +1,17 @@
 """The training loss: label-smoothed cross-entropy over the target vocabulary, summed over
 the non-pad target tokens.
 
-Two ways to the same number:
-
+    LabelSmoothedLoss(model, eps)(src, tgt_in, tgt_out)   what training and validation call;
+                                                          DDP and torch.compile wrap it
     loss_sum(logits, target, eps)                 from (B, T, V) logits, with F.cross_entropy
     output_loss_sum(hidden, weight, target, eps)  from the decoder's last hidden states and the
                                                   output projection, in slices of rows
 
-The second is what training uses. For about a hundred rows at a time it projects to the
+The module uses the third. For about a hundred rows at a time it projects to the
 vocabulary, takes the loss, and computes the gradient (softmax - smoothed target) straight
 away, so the (B*T, V) logits, their log-softmax and their gradient never exist whole. Each
-slice stays in the CPU's caches and its buffers are reused; the whole-batch tensors (64 MB
-each at 2k tokens x 8k words in fp32) are freshly mapped memory at every step, so that the
-vocabulary-sized work cost more than all of the model's other non-matmul work together.
+slice stays in the CPU's caches and its buffers are reused, where the whole-batch tensors (64 MB
+each at 2k tokens x 8k words in fp32) would be freshly mapped memory at every step.
 
 With smoothing eps over V words, the target distribution of a token y is
 q = (1 - eps) * onehot(y) + eps / V, the loss of a row with logits z is
@@ -23,13 +22,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from tfcli.device import autocast_dtype, pad_rows_for_bf16, padded_rows
-from tfcli.tokenizer import PAD_ID
+from tfcli.data.tokenizer import PAD_ID
+from tfcli.device import autocast_dtype
+from tfcli.model.kernels import pad_rows_for_bf16, padded_rows
+from tfcli.model.transformer import Transformer
 
-# Logit elements per slice (rows = this / V; 131 rows at 8k words): 4 MB in fp32. The
-# quickstart's fp32 step at 2 threads took 404 ms with 0.25M, 362 ms with 1M, 394 ms with 4M
-# and 440 ms with 16M.
+# Logit elements per slice (rows = this / V; 131 rows at 8k words): 4 MB in fp32, which fits
+# the CPU's caches (benchmarks/README.md has the sizes tried).
 SLICE_ELEMENTS = 1 << 20
 
 
@@ -60,7 +61,7 @@ class _OutputCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         # fp32: each slice's gradient goes into grad_h and grad_w at once. Lower precision:
         # the slices' gradients are gathered into one (N, V) tensor and multiplied at the end,
-        # as oneDNN's bf16 matmuls cost ~1 ms per call on top of their FLOPs (10% faster).
+        # as each of oneDNN's bf16 matmul calls has a fixed cost on top of its FLOPs.
         gathered = (
             torch.empty(n, vocab, dtype=dtype, device=hidden.device)
             if with_grad and dtype != torch.float32
@@ -127,3 +128,20 @@ def output_loss_sum(
     with_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     with torch.autocast(hidden.device.type, enabled=False):
         return _OutputCrossEntropy.apply(hidden, weight, target, smoothing, dtype, with_grad)
+
+
+class LabelSmoothedLoss(nn.Module):
+    """The summed label-smoothed loss of `model` on a batch, from its decoder states through
+    `output_loss_sum`: the module that training steps, so DDP and torch.compile wrap it."""
+
+    def __init__(self, model: Transformer, smoothing: float) -> None:
+        super().__init__()
+        self.model, self.smoothing = model, smoothing
+
+    def forward(
+        self, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor
+    ) -> torch.Tensor:
+        """src (B, S), tgt_in (B, T) BOS + target, tgt_out (B, T) target + EOS -> scalar"""
+        hidden = self.model.decoder_states(src, tgt_in)  # (B, T, D)
+        weight = self.model.decoder.output.weight  # (V, D)
+        return output_loss_sum(hidden, weight, tgt_out, self.smoothing)

@@ -29,10 +29,10 @@ import torch
 from torch import nn
 
 from tfcli.checkpoint import Checkpoint, build_model, find_checkpoint, load_checkpoint
+from tfcli.data.tokenizer import BOS_ID, EOS_ID, UNK_ID, Tokenizer
 from tfcli.errors import TfcliError
-from tfcli.layers import DecoderLayer, EncoderLayer, FeedForward, MultiHeadAttention
-from tfcli.model import Transformer
-from tfcli.tokenizer import BOS_ID, EOS_ID, UNK_ID, Tokenizer
+from tfcli.model.layers import DecoderLayer, EncoderLayer, FeedForward, MultiHeadAttention
+from tfcli.model.transformer import Transformer
 
 if TYPE_CHECKING:  # ctranslate2 is optional: imported only when exporting
     from ctranslate2.specs import TransformerSpec

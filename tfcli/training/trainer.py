@@ -7,37 +7,34 @@ WORLD_SIZE-th batch, and only rank 0 validates, logs and writes files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import torch
 
-from tfcli import validation
-from tfcli.checkpoint import (
-    AVERAGE,
-    BEST,
-    LAST,
-    Checkpoint,
-    average_weights,
-    build_model,
-    load_checkpoint,
-    step_checkpoint,
-)
+from tfcli.checkpoint import Checkpoint, average_weights, build_model, load_checkpoint
 from tfcli.checkpoint import save_checkpoint as write_checkpoint
 from tfcli.config import Config, save_config
-from tfcli.data import Batch, epoch_batches
-from tfcli.device import autocast, resolve_device, resolve_precision
-from tfcli.distributed import Distributed
+from tfcli.data.batching import Batch, epoch_batches
+from tfcli.device import resolve_device, resolve_precision
 from tfcli.errors import CheckpointError
-from tfcli.model import Transformer, count_parameters
-from tfcli.optim import learning_rate, make_optimizer
-from tfcli.training_data import load_training_data, read_eval_set
-from tfcli.translate import Translator
+from tfcli.model.kernels import configure_threads_and_kernels, precision_scope
+from tfcli.model.loss import LabelSmoothedLoss
+from tfcli.model.transformer import Transformer, count_parameters
+from tfcli.run_dir import RunDir
+from tfcli.training import validation
+from tfcli.training.best import BestCheckpoints
+from tfcli.training.distributed import Distributed
+from tfcli.training.optim import learning_rate, make_optimizer
+from tfcli.training.throughput import Throughput
+from tfcli.training.training_data import load_training_data, read_eval_set
+from tfcli.translation.translator import Translator
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +47,11 @@ class Progress(Protocol):
 
 @dataclass
 class TrainState:
-    """What resuming needs beyond the weights and the optimizer."""
+    """Where training is, beyond the weights and the optimizer: what resuming needs."""
 
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
-    best: list[tuple[float, int]] = field(default_factory=list)  # (dev BLEU, step), best first
-    bad_validations: int = 0
     elapsed: float = 0.0
 
 
@@ -73,19 +68,18 @@ class Trainer:
     """Trains one run directory; `run()` resumes it when it already holds a checkpoint."""
 
     def __init__(self, cfg: Config, run_dir: Path, progress: Progress | None = None) -> None:
-        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
+        self.cfg, self.run, self.progress = cfg, RunDir(run_dir), progress
         self.dist = Distributed()
-        device = resolve_device(cfg.train.device)
-        if device.type == "cuda" and self.dist.world > 1:
-            device = torch.device("cuda", self.dist.local_rank)
-            torch.cuda.set_device(device)
-        self.device = device
-        self.precision = resolve_precision(cfg.train.precision, device)
-        self.dist.setup(device)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
+        self.device = self.dist.device(resolve_device(cfg.train.device))
+        self.precision = resolve_precision(cfg.train.precision, self.device)
+        self.dist.setup(self.device)
+        configure_threads_and_kernels(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
         self.state = TrainState()
+        self.best = BestCheckpoints(cfg.train.keep_best)
+        self.throughput = Throughput()
+        self.last_validated = -1
+        self.last_train_loss: float | None = None
 
     # --- setup -------------------------------------------------------------------------
 
@@ -102,17 +96,13 @@ class Trainer:
         )
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.step_model: torch.nn.Module = self.model
+        objective: torch.nn.Module = LabelSmoothedLoss(self.model, cfg.train.label_smoothing)
         if cfg.train.compile:
-            self.step_model = torch.compile(self.model)
-        if self.dist.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.step_model = torch.nn.parallel.DistributedDataParallel(
-                self.step_model, device_ids=ids
-            )
+            objective = torch.compile(objective)
+        self.objective = self.dist.wrap(objective, self.device)
 
     def _resume(self) -> None:
-        path = self.run_dir / LAST
+        path = self.run.last
         if not path.exists():
             return
         ckpt = load_checkpoint(path)
@@ -129,26 +119,25 @@ class Trainer:
             step=ckpt.step,
             epoch=int(s.get("epoch", 0)),
             batch_in_epoch=int(s.get("batch_in_epoch", 0)),
-            best=[(float(b), int(st)) for b, st in s.get("best", [])],
-            bad_validations=int(s.get("bad_validations", 0)),
             elapsed=float(s.get("elapsed", 0.0)),
         )
-        log.info("resuming %s from step %d (epoch %d)", self.run_dir, ckpt.step, self.state.epoch)
+        self.best.load_state_dict(s)
+        log.info("resuming %s from step %d (epoch %d)", self.run.path, ckpt.step, self.state.epoch)
 
     # --- the loop ----------------------------------------------------------------------
 
-    def run(self) -> TrainResult:
+    def train(self) -> TrainResult:
         if self.dist.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.run.path.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
-        self.data = load_training_data(self.cfg, self.run_dir, self.dist)
+        self.data = load_training_data(self.cfg, self.run, self.dist)
         self._build()
         self._resume()  # refuses a run trained with other model settings: keep its config.yaml
         if self.dist.main:
-            save_config(self.cfg, self.run_dir / "config.yaml")
+            save_config(self.cfg, self.run.config)
         t = self.cfg.train
         self.start_time = time.monotonic() - self.state.elapsed
-        self.window = {"loss": 0.0, "tokens": 0, "src_tokens": 0, "time": time.monotonic()}
+        self.throughput.reset()
         stop = self.dist.from_main(self._stop_reason())
         while stop is None:
             stop = self._train_epoch()
@@ -158,11 +147,9 @@ class Trainer:
                 if t.max_epochs and self.state.epoch >= t.max_epochs:
                     stop = f"reached train.max_epochs ({t.max_epochs})"
         log.info("training stopped at step %d: %s", self.state.step, stop)
-        if self.dist.main and self._last_validated != self.state.step:
+        if self.dist.main and self.last_validated != self.state.step:
             self.validate()
         return self._finish()
-
-    _last_validated = -1
 
     def _stop_reason(self) -> str | None:
         t, s = self.cfg.train, self.state
@@ -170,22 +157,20 @@ class Trainer:
             return f"reached train.max_steps ({t.max_steps})"
         if t.max_minutes and time.monotonic() - self.start_time >= t.max_minutes * 60:
             return f"reached train.max_minutes ({t.max_minutes:g})"
-        if t.patience and s.bad_validations >= t.patience:
+        if self.best.out_of_patience(t.patience):
             return f"no better dev BLEU in {t.patience} validations (train.patience)"
         return None
 
     def _train_epoch(self) -> str | None:
         t, s = self.cfg.train, self.state
-        batches = list(epoch_batches(self.data.train, t.batch_tokens, t.seed, s.epoch))
-        usable = len(batches) - len(batches) % self.dist.world  # as many batches on every rank
-        batches = batches[self.dist.rank : usable : self.dist.world]
-        per_update = t.accumulate
-        start = s.batch_in_epoch
-        for first in range(start, len(batches) - per_update + 1, per_update):
-            self._update(batches[first : first + per_update])
-            s.batch_in_epoch = first + per_update
+        batches = self.dist.share(
+            list(epoch_batches(self.data.train, t.batch_tokens, t.seed, s.epoch))
+        )
+        for first in range(s.batch_in_epoch, len(batches) - t.accumulate + 1, t.accumulate):
+            self._update(batches[first : first + t.accumulate])
+            s.batch_in_epoch = first + t.accumulate
             if self.dist.main and s.step % t.log_every == 0:
-                self._log_window()
+                self._log()
             if s.step % t.valid_every == 0:
                 if self.dist.main:
                     self.validate()
@@ -207,9 +192,9 @@ class Trainer:
         for i, batch in enumerate(group):
             batch = batch.to(self.device)
             sync = i == len(group) - 1 or self.dist.world == 1
-            ctx = self.step_model.no_sync() if not sync else contextlib.nullcontext()
-            with ctx, autocast(self.device, self.precision):
-                loss = self.step_model(batch.src, batch.tgt_in, batch.tgt_out, t.label_smoothing)
+            ctx = self.objective.no_sync() if not sync else contextlib.nullcontext()
+            with ctx, precision_scope(self.device, self.precision):
+                loss = self.objective(batch.src, batch.tgt_in, batch.tgt_out)
             self.scaler.scale(loss / tokens).backward()
             total += loss.detach()
         self.scaler.unscale_(self.optimizer)
@@ -219,10 +204,7 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         s.step += 1
-        self.window["loss"] += total  # stays on the device: no sync per step
-        self.window["tokens"] += tokens
-        self.window["src_tokens"] += sum(b.src_tokens for b in group)
-        self.window["lr"] = lr
+        self.throughput.add(total, tokens, sum(b.src_tokens for b in group), lr)
 
     # --- reporting, validation, checkpoints ----------------------------------------------
 
@@ -235,35 +217,24 @@ class Trainer:
         )
         return min(1.0, max(by_steps, by_time))
 
-    def _log_window(self) -> None:
-        w, now = self.window, time.monotonic()
-        seconds = max(now - w["time"], 1e-9)
-        loss = float(w["loss"]) / max(w["tokens"], 1)
-        stats = {
-            "loss": loss,
-            "ppl": math.exp(min(loss, 50.0)),
-            "lr": w.get("lr", 0.0),
-            "tgt_tok_s": w["tokens"] / seconds,
-            "tok_s": (w["tokens"] + w["src_tokens"]) / seconds,
-            "epoch": self.state.epoch,
-        }
-        self.last_train_loss = loss
+    def _log(self) -> None:
+        stats = self.throughput.report() | {"epoch": self.state.epoch}
+        self.last_train_loss = stats["loss"]
         if self.progress is not None:
             self.progress.update(self.state.step, self._fraction(), stats)
-        else:
-            log.info(
-                "step %d | loss %.3f | lr %.2e | %.0f tgt tok/s",
-                self.state.step,
-                loss,
-                stats["lr"],
-                stats["tgt_tok_s"],
-            )
-        self.window = {"loss": 0.0, "tokens": 0, "src_tokens": 0, "time": now}
+            return
+        log.info(
+            "step %d | loss %.3f | lr %.2e | %.0f tgt tok/s",
+            self.state.step,
+            stats["loss"],
+            stats["lr"],
+            stats["tgt_tok_s"],
+        )
 
     def _translator(self, model: Transformer, beam: int) -> Translator:
-        decode = replace(self.cfg.decode, beam=beam, n_best=1)
+        settings = dataclasses.replace(self.cfg.decode, beam=beam, n_best=1)
         src_tok, tgt_tok = self.data.src_tok, self.data.tgt_tok
-        return Translator(model, src_tok, tgt_tok, decode, self.device, self.precision)
+        return Translator(model, src_tok, tgt_tok, settings, self.device, self.precision)
 
     def _dev_bleu(self, model: Transformer) -> float:
         assert self.data.dev is not None
@@ -272,9 +243,9 @@ class Trainer:
 
     def validate(self) -> None:
         """Dev loss, perplexity and BLEU; write metrics.jsonl and checkpoints (rank 0 only)."""
-        self._last_validated = self.state.step
+        self.last_validated = self.state.step
         t0 = time.monotonic()
-        train_loss = getattr(self, "last_train_loss", None)
+        train_loss = self.last_train_loss
         record: dict[str, object] = {
             "step": self.state.step,
             "epoch": self.state.epoch,
@@ -293,10 +264,10 @@ class Trainer:
                 "dev_bleu": round(bleu, 2),
             }
         record["valid_s"] = round(time.monotonic() - t0, 1)
-        validation.append_metrics(self.run_dir, record)
+        validation.append_metrics(self.run.metrics, record)
         log.info("validation %s", " | ".join(f"{k} {v}" for k, v in record.items()))
         self._save_checkpoints(bleu)
-        self.window["time"] = time.monotonic()  # validation time is not training throughput
+        self.throughput.pause_ended()
 
     def _checkpoint(self, with_state: bool) -> Checkpoint:
         s = self.state
@@ -306,43 +277,40 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "epoch": s.epoch,
                 "batch_in_epoch": s.batch_in_epoch,
-                "best": [[b, st] for b, st in s.best],
-                "bad_validations": s.bad_validations,
                 "elapsed": time.monotonic() - self.start_time,
+                **self.best.state_dict(),
             }
         weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         return Checkpoint(weights, self.cfg, self.data.src_tok, self.data.tgt_tok, s.step, state)
 
     def _save_checkpoints(self, bleu: float | None) -> None:
-        s = self.state
+        step = self.state.step
         if bleu is not None:
-            update = validation.update_best(s.best, bleu, s.step, self.cfg.train.keep_best)
-            s.best = update.best
-            s.bad_validations = 0 if update.improved else s.bad_validations + 1
+            update = self.best.record(bleu, step)
             if update.kept:
                 ckpt = self._checkpoint(with_state=False)
-                write_checkpoint(self.run_dir / step_checkpoint(s.step), ckpt)
+                write_checkpoint(self.run.step(step), ckpt)
                 if update.improved:
-                    write_checkpoint(self.run_dir / BEST, ckpt)
-            for step in update.dropped:
-                (self.run_dir / step_checkpoint(step)).unlink(missing_ok=True)
-        write_checkpoint(self.run_dir / LAST, self._checkpoint(with_state=True))
+                    write_checkpoint(self.run.best, ckpt)
+            for dropped in update.dropped:
+                self.run.step(dropped).unlink(missing_ok=True)
+        write_checkpoint(self.run.last, self._checkpoint(with_state=True))
 
     # --- the end -----------------------------------------------------------------------
 
     def _finish(self) -> TrainResult:
-        best = self.state.best[0][0] if self.state.best else None
+        best = self.best.best_bleu
         test, samples = None, []
         if self.dist.main:
-            if self.cfg.train.average_best and len(self.state.best) > 1:
+            if self.cfg.train.average_best and len(self.best.best) > 1:
                 best = self._average(best)
             test, samples = self._test()
         self.dist.barrier()
-        return TrainResult(self.run_dir, self.state.step, best, test, samples)
+        return TrainResult(self.run.path, self.state.step, best, test, samples)
 
     def _average(self, best: float | None) -> float | None:
         """Average the kept best checkpoints; it becomes the best one if its dev BLEU is higher."""
-        paths = [self.run_dir / step_checkpoint(st) for _, st in self.state.best]
+        paths = [self.run.step(step) for step in self.best.steps]
         averaged = average_weights([p for p in paths if p.exists()])
         bleu = self._dev_bleu(build_model(averaged).to(self.device))
         log.info(
@@ -351,9 +319,9 @@ class Trainer:
             bleu,
             best or 0.0,
         )
-        write_checkpoint(self.run_dir / AVERAGE, averaged)
+        write_checkpoint(self.run.average, averaged)
         if best is None or bleu > best:
-            write_checkpoint(self.run_dir / BEST, averaged)
+            write_checkpoint(self.run.best, averaged)
             return bleu
         return best
 
@@ -362,14 +330,13 @@ class Trainer:
         test = read_eval_set(self.cfg.data, self.cfg.data.test)
         if test is None:
             return None, []
-        path = self.run_dir / BEST
         model = self.model.eval()
-        if path.exists():
-            model = build_model(load_checkpoint(path, with_state=False)).to(self.device)
+        if self.run.best.exists():
+            model = build_model(load_checkpoint(self.run.best, with_state=False)).to(self.device)
         translator = self._translator(model, self.cfg.decode.beam)
-        return validation.translate_test_set(translator, test, self.run_dir, self.state.step)
+        return validation.translate_test_set(translator, test, self.run, self.state.step)
 
 
 def train(cfg: Config, run_dir: Path, progress: Progress | None = None) -> TrainResult:
     """Train (or resume) the run in `run_dir` with `cfg`."""
-    return Trainer(cfg, run_dir, progress).run()
+    return Trainer(cfg, run_dir, progress).train()

@@ -6,26 +6,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from tfcli.config import Config, DataConfig
-from tfcli.data import (
-    Batch,
-    Example,
-    batch_by_tokens,
-    collate,
-    make_examples,
-    read_parallel,
-    resolve_path,
-)
-from tfcli.distributed import Distributed
+from tfcli.data.batching import Batch, batch_by_tokens, collate
+from tfcli.data.pairs import Example, make_examples
+from tfcli.data.text import read_parallel, resolve_path
+from tfcli.data.tokenizer import Tokenizer, load_run_tokenizers, prepare_tokenizers
 from tfcli.errors import ConfigError
-from tfcli.tokenizer import Tokenizer, load_run_tokenizers, prepare_tokenizers
+from tfcli.run_dir import RunDir
+from tfcli.training.distributed import Distributed
+from tfcli.training.validation import EvalSet
 
 log = logging.getLogger(__name__)
-
-# An evaluation set as text: (source lines, reference lines).
-EvalSet = tuple[list[str], list[str]]
 
 
 @dataclass(frozen=True)
@@ -44,18 +36,19 @@ def read_eval_set(d: DataConfig, prefix: str | None) -> EvalSet | None:
     return read_parallel(resolve_path(prefix, d.src_lang), resolve_path(prefix, d.tgt_lang))
 
 
-def load_training_data(cfg: Config, run_dir: Path, dist: Distributed) -> TrainingData:
+def load_training_data(cfg: Config, run: RunDir, dist: Distributed) -> TrainingData:
     """Read the corpus, prepare the tokenizers (rank 0 trains them, every rank loads them from
-    `run_dir`) and tokenize; refuses a config whose training data is missing or unusable."""
+    the run directory) and tokenize; refuses a config whose training data is missing or
+    unusable."""
     d = cfg.data
     if not d.train:
         raise ConfigError("data.train: no training data given (a prefix like data/de-en/train)")
     src_path, tgt_path = resolve_path(d.train, d.src_lang), resolve_path(d.train, d.tgt_lang)
     src_lines, tgt_lines = read_parallel(src_path, tgt_path)
     if dist.main:
-        prepare_tokenizers(cfg.tokenizer, run_dir, src_lines, tgt_lines)
+        prepare_tokenizers(cfg.tokenizer, run, src_lines, tgt_lines)
     dist.barrier()
-    src_tok, tgt_tok = load_run_tokenizers(run_dir)
+    src_tok, tgt_tok = load_run_tokenizers(run)
     train, report = make_examples(
         src_lines, tgt_lines, src_tok, tgt_tok, d.max_len, d.max_len_ratio
     )

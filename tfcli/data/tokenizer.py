@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tfcli.config import TokenizerConfig
-from tfcli.errors import DataError
+from tfcli.errors import DataError, read_error
+from tfcli.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Tokenizer:
         try:
             data = Path(path).read_bytes()
         except OSError as e:
-            raise DataError(f"{path}: cannot read sentencepiece model ({e.strerror})") from None
+            raise DataError(read_error(path, e, "sentencepiece model")) from None
         try:
             return cls(data)
         except DataError as e:
@@ -72,26 +73,23 @@ class Tokenizer:
 
 
 def train_tokenizer(
-    lines: Iterable[str],
-    vocab_size: int,
-    model_type: str = "unigram",
-    character_coverage: float = 1.0,
-    max_sentences: int = 2_000_000,
-    seed: int = 1,
+    lines: Iterable[str], cfg: TokenizerConfig | None = None, seed: int = 1
 ) -> Tokenizer:
-    """Train a sentencepiece model in memory on `lines` and return it.
+    """Train a sentencepiece model in memory on `lines` with the settings of `cfg`.
 
-    A vocabulary larger than the data supports is reduced to what sentencepiece can build
-    (with a warning) rather than failing, so tiny corpora still train.
+    At most `cfg.max_sentences` lines are used (a random sample, drawn with `seed`). A
+    vocabulary larger than the data supports is reduced to what sentencepiece can build (with
+    a warning) rather than failing, so tiny corpora still train.
     """
     import sentencepiece as spm
 
+    cfg = cfg or TokenizerConfig()
     sample = [s for s in lines if s.strip()]
     if not sample:
         raise DataError("no text to train the sentencepiece model on")
-    if len(sample) > max_sentences:
-        sample = random.Random(seed).sample(sample, max_sentences)
-    size = vocab_size
+    if len(sample) > cfg.max_sentences:
+        sample = random.Random(seed).sample(sample, cfg.max_sentences)
+    size = cfg.vocab_size
     while True:
         proto = io.BytesIO()
         try:
@@ -99,13 +97,13 @@ def train_tokenizer(
                 sentence_iterator=iter(sample),
                 model_writer=proto,
                 vocab_size=size,
-                model_type=model_type,
-                character_coverage=character_coverage,
+                model_type=cfg.type,
+                character_coverage=cfg.character_coverage,
                 pad_id=PAD_ID,
                 unk_id=UNK_ID,
                 bos_id=BOS_ID,
                 eos_id=EOS_ID,
-                input_sentence_size=max_sentences,
+                input_sentence_size=cfg.max_sentences,
                 shuffle_input_sentence=False,
                 num_threads=2,
                 minloglevel=2,
@@ -119,22 +117,18 @@ def train_tokenizer(
             if marker not in text or size <= 16:
                 raise DataError(f"sentencepiece training failed: {text}") from None
             size = int(text.split(marker)[1].split(".")[0])
-            log.warning("vocabulary size %d is too large for this data; using %d", vocab_size, size)
+            log.warning(
+                "vocabulary size %d is too large for this data; using %d", cfg.vocab_size, size
+            )
     return Tokenizer(proto.getvalue())
 
 
-SHARED_FILE = "spm.model"
-SRC_FILE, TGT_FILE = "src.model", "tgt.model"
-
-
 def prepare_tokenizers(
-    cfg: TokenizerConfig, run_dir: Path, src_lines: Sequence[str], tgt_lines: Sequence[str]
+    cfg: TokenizerConfig, run: RunDir, src_lines: Sequence[str], tgt_lines: Sequence[str]
 ) -> None:
-    """Put the run's sentencepiece model(s) into `run_dir`: kept if there, copied if given,
-    else trained on the training data (source and target together when shared)."""
-    shared = run_dir / SHARED_FILE
-    pair = (run_dir / SRC_FILE, run_dir / TGT_FILE)
-    if shared.exists() or all(p.exists() for p in pair):
+    """Put the run's sentencepiece model(s) into the run directory: kept if there, copied if
+    given, else trained on the training data (source and target together when shared)."""
+    if run.shared_spm.exists() or (run.src_spm.exists() and run.tgt_spm.exists()):
         return
     if cfg.shared:
         if cfg.model:
@@ -143,8 +137,8 @@ def prepare_tokenizers(
             log.info(
                 "training a shared %s sentencepiece model of %d subwords", cfg.type, cfg.vocab_size
             )
-            tok = _train(cfg, [*src_lines, *tgt_lines])
-        tok.save(shared)
+            tok = train_tokenizer([*src_lines, *tgt_lines], cfg)
+        tok.save(run.shared_spm)
         return
     if cfg.src_model and cfg.tgt_model:
         src, tgt = Tokenizer.load(cfg.src_model), Tokenizer.load(cfg.tgt_model)
@@ -152,21 +146,14 @@ def prepare_tokenizers(
         log.info(
             "training %s sentencepiece models of %d subwords per side", cfg.type, cfg.vocab_size
         )
-        src, tgt = _train(cfg, src_lines), _train(cfg, tgt_lines)
-    src.save(pair[0])
-    tgt.save(pair[1])
+        src, tgt = train_tokenizer(src_lines, cfg), train_tokenizer(tgt_lines, cfg)
+    src.save(run.src_spm)
+    tgt.save(run.tgt_spm)
 
 
-def _train(cfg: TokenizerConfig, lines: Sequence[str]) -> Tokenizer:
-    return train_tokenizer(
-        lines, cfg.vocab_size, cfg.type, cfg.character_coverage, cfg.max_sentences
-    )
-
-
-def load_run_tokenizers(run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
+def load_run_tokenizers(run: RunDir) -> tuple[Tokenizer, Tokenizer]:
     """The (source, target) tokenizers stored in a run directory."""
-    shared = run_dir / SHARED_FILE
-    if shared.exists():
-        tok = Tokenizer.load(shared)
+    if run.shared_spm.exists():
+        tok = Tokenizer.load(run.shared_spm)
         return tok, tok
-    return Tokenizer.load(run_dir / SRC_FILE), Tokenizer.load(run_dir / TGT_FILE)
+    return Tokenizer.load(run.src_spm), Tokenizer.load(run.tgt_spm)

@@ -1,0 +1,78 @@
+"""`tfcli translate`: one output line per input line, in input order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tfcli.cli import options
+from tfcli.cli.app import app, resolve_run, run, setup_logging
+from tfcli.cli.lines import read_input, write_output
+
+
+@app.command()
+def translate(
+    text: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Argument(help="Sentences to translate; none: read --input or stdin."),
+    ] = None,
+    model: options.Model = None,
+    input_: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--input", "-i", help="Read lines from this file.", dir_okay=False),
+    ] = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--output", "-o", help="Write translations here instead of stdout."),
+    ] = None,
+    beam: options.Beam = None,
+    n_best: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--n-best",
+            help="Print this many hypotheses per line, with scores \\[default: the run's "
+            "decode.n_best].",
+            min=1,
+        ),
+    ] = None,
+    batch_tokens: options.BatchTokens = None,
+    batch_size: options.BatchSize = None,
+    device: options.Device = None,
+    precision: options.Precision = None,
+    compile_: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the model (slow start).")
+    ] = False,
+) -> None:
+    """Translate sentences: one output line per input line, in order.
+
+    [bold]Examples:[/]
+      tfcli translate -m runs/quickstart "Guten Morgen."
+      cat input.de | tfcli translate -m runs/quickstart > output.en
+    """
+    setup_logging(False)
+    settings = dict(beam=beam, n_best=n_best, batch_tokens=batch_tokens or batch_size)
+    settings |= dict(device=device, precision=precision)
+    run(lambda: translate_lines(read_input(text, input_), model, output, compile_, settings))
+
+
+def translate_lines(
+    lines: list[str], model: Path | None, output: Path | None, compile: bool, settings: dict
+) -> None:
+    """Translate `lines` with the run's decode settings overridden by `settings` (None: keep).
+
+    With an n-best list of more than one, print `line-number<TAB>translation<TAB>score` rows,
+    n of them for every input line (empty ones for an empty line).
+    """
+    from tfcli.translation.translator import load_translator
+
+    translator = load_translator(resolve_run(model), compile, **settings)
+    n = translator.settings.n_best
+    if n == 1:
+        write_output(translator.translate(lines), output)
+        return
+    rows = []
+    for number, hyps in enumerate(translator.translate_nbest(lines), start=1):
+        rows += [f"{number}\t{h.text}\t{h.score:.4f}" for h in hyps] or [f"{number}\t\t0.0000"] * n
+    write_output(rows, output)

@@ -1,0 +1,81 @@
+"""What incremental decoding keeps between steps: the decoder's key/value caches.
+
+Notation: N hypothesis rows, G hypotheses per source sentence (the beams; 1 for greedy),
+N' = N / G sentences, T positions decoded so far, S source length, H heads, E head size.
+
+For every decoder layer the state holds
+    self-attention   keys and values of every position so far, (N, T, 2, H, E)
+    cross-attention  the encoder output projected to keys and values, (N', H, S, E) each,
+                     one row per source sentence, shared by its G hypotheses
+
+Its rules:
+- `append` adds one step's keys and values and returns all of them;
+- `reorder(rows)` says which hypothesis row each row continues (beam search, every step). It
+  is applied lazily: the next `append` of each layer selects the rows in the same copy that
+  makes room for the new position, one pass over the cache per step;
+- `select_sentences(keep)` drops finished sentences: their G hypothesis rows from the
+  self-attention caches (lazily, as a reorder) and their row from the cross-attention caches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+KeysValues = tuple[torch.Tensor, torch.Tensor]
+
+
+class DecoderState:
+    """The caches of every decoder layer for one batch being decoded step by step."""
+
+    def __init__(self, layers: int, beams: int = 1) -> None:
+        self.beams = beams  # G
+        self._kv: list[torch.Tensor | None] = [None] * layers  # (N, T, 2, H, E) per layer
+        self._order: list[torch.Tensor | None] = [None] * layers  # (N,) rows not yet applied
+        self._cross: list[KeysValues | None] = [None] * layers  # (N', H, S, E) each
+
+    @property
+    def length(self) -> int:
+        """T, the positions decoded so far."""
+        kv = self._kv[0]
+        return 0 if kv is None else kv.size(1)
+
+    def append(self, layer: int, kv: torch.Tensor) -> torch.Tensor:
+        """Append this step's keys and values kv (N, L, 2, H, E) to `layer`'s self-attention
+        cache and return all of them, (N, T + L, 2, H, E), in the rows' current order."""
+        past, order = self._kv[layer], self._order[layer]
+        self._order[layer] = None
+        if past is None:
+            out = kv.contiguous()
+        else:
+            t = past.size(1)
+            out = kv.new_empty((kv.size(0), t + kv.size(1), *kv.shape[2:]))
+            if order is None:
+                out[:, :t] = past
+            else:
+                torch.index_select(past, 0, order, out=out[:, :t])
+            out[:, t:] = kv
+        self._kv[layer] = out
+        return out
+
+    def cross_keys_values(self, layer: int, project: Callable[[], KeysValues]) -> KeysValues:
+        """`layer`'s cross-attention keys and values: `project()` at the first step, then kept."""
+        cached = self._cross[layer]
+        if cached is None:
+            cached = self._cross[layer] = project()
+        return cached
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Row i continues hypothesis rows[i] (N,); composed with an order not yet applied."""
+        self._order = [rows if o is None else o.index_select(0, rows) for o in self._order]
+
+    def select_sentences(self, keep: torch.Tensor) -> None:
+        """Keep only the sentences `keep` (N',): their hypothesis rows and cross-attention rows."""
+        g = self.beams
+        offsets = torch.arange(g, device=keep.device)
+        self.reorder((keep[:, None] * g + offsets).view(-1))  # (N' * G,)
+        self._cross = [
+            None if kv is None else (kv[0].index_select(0, keep), kv[1].index_select(0, keep))
+            for kv in self._cross
+        ]

@@ -1,0 +1,125 @@
+"""The CPU speed work under the model: kernel choices and replacements that change how fast it
+runs, never what it computes. The measurements behind each are in benchmarks/README.md.
+
+- `linear` / `Linear`: F.linear, with the rows padded to a few shapes for bf16 training on
+  the CPU, where oneDNN builds (and caches) a kernel per matrix shape.
+- `dropout` / `Dropout`: inverted dropout whose CPU mask takes four 16-bit lanes from each
+  64-bit random draw, instead of a Bernoulli draw per element.
+- `configure_threads_and_kernels`: the oneDNN kernel-cache size and the thread count, set
+  when training or translation starts.
+- `precision_scope`: autocast, and the attention kernel that suits the precision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tfcli.device import autocast, autocast_dtype
+
+BF16_ROWS = 256  # matmul rows are padded to a multiple of this (see pad_rows_for_bf16)
+ONEDNN_KERNELS = 64  # oneDNN kernel-cache entries: about one training step's matrix shapes
+
+
+def configure_threads_and_kernels(threads: int = 0) -> None:
+    """Set the CPU thread count (0: PyTorch's default) and the oneDNN kernel cache.
+
+    oneDNN caches a kernel per matrix shape, and batches of sentences come in hundreds of
+    shapes: its default of 1024 entries grows a training process step by step. It reads the
+    setting at its first use, so this is called before the first matmul of a run.
+    """
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_KERNELS))
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def pad_rows_for_bf16(x: torch.Tensor) -> bool:
+    """True when x's matmuls run in bf16 on the CPU for training, where they pay per shape.
+
+    Padding the rows of each matmul (the linear layers and the loss) up to a multiple of
+    BF16_ROWS leaves oneDNN a handful of shapes instead of hundreds. fp32 matmuls do not pay
+    per shape, and translation (no grad) has few rows, so both go without.
+    """
+    return (
+        x.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and autocast_dtype("cpu") == torch.bfloat16
+    )
+
+
+def padded_rows(x: torch.Tensor) -> int:
+    """How many zero rows (first dimension) bring x's rows up to a multiple of BF16_ROWS."""
+    return -x.size(0) % BF16_ROWS
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear; for bf16 training on the CPU over rows padded to few shapes.
+
+    Shape: x (..., in), weight (out, in) -> (..., out)
+    """
+    if not pad_rows_for_bf16(x):
+        return F.linear(x, weight, bias)
+    rows = x.reshape(-1, x.size(-1))  # (M, in)
+    out = F.linear(F.pad(rows, (0, 0, 0, padded_rows(rows))), weight, bias)  # (M + pad, out)
+    return out[: rows.size(0)].reshape(*x.shape[:-1], weight.size(0))
+
+
+class Linear(nn.Linear):
+    """nn.Linear through `linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout: zero each element with probability p, scale the rest by 1 / (1 - p).
+
+    On the CPU the keep mask comes from 16-bit random numbers, four to each 64-bit draw of
+    PyTorch's generator (so it follows torch.manual_seed), with p rounded to a multiple of
+    1/65536. Elsewhere (CUDA), F.dropout.
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, training=True)
+    n = x.numel()
+    # random_(-2**63, None) draws all 64 bits; a bare random_() never sets the sign bit
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
+    lanes = draws.view(torch.int16)[:n].view(x.shape)  # uniform over -32768 .. 32767
+    keep = lanes >= round(p * 65536) - 32768  # P(keep) = 1 - p
+    return x * torch.where(keep, 1.0 / (1.0 - p), 0.0).to(x.dtype)
+
+
+class Dropout(nn.Module):
+    """`dropout` as a module (active in training mode), in place of nn.Dropout."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+@contextlib.contextmanager
+def precision_scope(device: torch.device, precision: str) -> Iterator[None]:
+    """Autocast for `precision`; on the CPU under bf16 also SDPA's math kernel for attention.
+
+    The math kernel's bf16 matmuls use the CPU's matrix units, while the CPU flash kernel's
+    backward pass is several times slower at translation's short sequence lengths.
+    """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(autocast(device, precision))
+        if device.type == "cpu" and precision == "bf16":
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        yield

@@ -1,0 +1,62 @@
+"""Which checkpoints a run keeps: the best `train.keep_best` by dev BLEU, and the patience count
+of validations without a new best."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BestUpdate:
+    """Where a new dev BLEU puts the kept checkpoints."""
+
+    best: list[tuple[float, int]]  # (dev BLEU, step), best first, at most `keep`
+    improved: bool  # a new best score
+    kept: bool  # this step is among the kept ones: write its checkpoint
+    dropped: list[int]  # steps whose checkpoints go
+
+
+def update_best(best: list[tuple[float, int]], bleu: float, step: int, keep: int) -> BestUpdate:
+    """Rank (bleu, step) among the kept checkpoints; ties go to the later step."""
+    ranked = sorted([*best, (bleu, step)], key=lambda b: (-b[0], -b[1]))
+    return BestUpdate(
+        best=ranked[:keep],
+        improved=not best or bleu > best[0][0],
+        kept=(bleu, step) in ranked[:keep],
+        dropped=[s for _, s in ranked[keep:]],
+    )
+
+
+@dataclass
+class BestCheckpoints:
+    """The kept checkpoints' (dev BLEU, step), best first, and validations since a new best."""
+
+    keep: int
+    best: list[tuple[float, int]] = field(default_factory=list)
+    bad_validations: int = 0
+
+    @property
+    def best_bleu(self) -> float | None:
+        return self.best[0][0] if self.best else None
+
+    @property
+    def steps(self) -> list[int]:
+        return [step for _, step in self.best]
+
+    def record(self, bleu: float, step: int) -> BestUpdate:
+        """Rank a validation's BLEU; count it against patience unless it is a new best."""
+        update = update_best(self.best, bleu, step, self.keep)
+        self.best = update.best
+        self.bad_validations = 0 if update.improved else self.bad_validations + 1
+        return update
+
+    def out_of_patience(self, patience: int) -> bool:
+        return patience > 0 and self.bad_validations >= patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": [[b, s] for b, s in self.best], "bad_validations": self.bad_validations}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = [(float(b), int(s)) for b, s in state.get("best", [])]
+        self.bad_validations = int(state.get("bad_validations", 0))

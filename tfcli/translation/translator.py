@@ -1,0 +1,116 @@
+"""Translate lines in batches sorted by length, returning results in input order.
+
+Every input line gives exactly one output: an empty (or whitespace-only) line gives an empty
+translation, and a line longer than the model's positions is cut to fit with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tfcli.checkpoint import build_model, find_checkpoint, load_checkpoint
+from tfcli.config import DecodeConfig
+from tfcli.data.batching import pad_sources, token_batches
+from tfcli.data.tokenizer import Tokenizer
+from tfcli.device import resolve_device, resolve_precision
+from tfcli.model.kernels import configure_threads_and_kernels, precision_scope
+from tfcli.model.transformer import Transformer
+from tfcli.translation.search import Hypothesis, search
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TextHypothesis:
+    """A detokenized translation with its score and subword ids."""
+
+    text: str
+    score: float
+    tokens: list[int]
+
+
+@dataclass
+class Translator:
+    """A model with its tokenizers and search settings, ready to translate text."""
+
+    model: Transformer
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    settings: DecodeConfig
+    device: torch.device
+    precision: str  # resolved: fp32, bf16 or fp16
+
+    def translate(self, lines: Sequence[str]) -> list[str]:
+        """One translation per line, in input order."""
+        return [hyps[0].text if hyps else "" for hyps in self.translate_nbest(lines)]
+
+    def translate_nbest(self, lines: Sequence[str]) -> list[list[TextHypothesis]]:
+        """The n-best translations (settings.n_best) of each line, in input order; an empty
+        line gets an empty list."""
+        ids = self._encode(lines)
+        results: list[list[TextHypothesis]] = [[] for _ in lines]
+        order = sorted((i for i, seq in enumerate(ids) if seq), key=lambda i: len(ids[i]))
+        sizes = [len(seq) + 1 for seq in ids]  # + EOS
+        s = self.settings
+        for rows in token_batches(order, sizes, s.batch_tokens, s.batch_sentences):
+            src = pad_sources([ids[i] for i in rows]).to(self.device)
+            with precision_scope(self.device, self.precision):
+                hyps = search(self.model, src, s)
+            for row, sent in zip(rows, hyps):
+                results[row] = [self._text(h) for h in sent]
+        return results
+
+    def _text(self, hyp: Hypothesis) -> TextHypothesis:
+        return TextHypothesis(self.tgt_tokenizer.decode(hyp.tokens), hyp.score, hyp.tokens)
+
+    def _encode(self, lines: Sequence[str]) -> list[list[int]]:
+        """Subword ids per line; empty lines stay empty, long lines are cut to fit."""
+        limit = self.model.cfg.max_positions - 1  # room for EOS
+        ids = self.src_tokenizer.encode([line.strip() for line in lines])
+        for n, seq in enumerate(ids):
+            if len(seq) > limit:
+                log.warning(
+                    "input line %d has %d subwords; only the first %d are translated",
+                    n + 1,
+                    len(seq),
+                    limit,
+                )
+                ids[n] = seq[:limit]
+        return ids
+
+
+def decode_settings(base: DecodeConfig, **overrides: object) -> DecodeConfig:
+    """`base` with the `overrides` that are not None, validated as any config.
+
+    An n-best list longer than the run's beam, with no beam given, widens the beam to it.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    n_best = given.get("n_best")
+    if "beam" not in given and isinstance(n_best, int) and n_best > base.beam:
+        given["beam"] = n_best
+    return dataclasses.replace(base, **given)
+
+
+def load_translator(run: str | Path, compile: bool = False, **overrides: object) -> Translator:
+    """A `Translator` from a run directory or checkpoint file.
+
+    `overrides` (beam, n_best, batch_tokens, device, precision, ...) replace the checkpoint's
+    decode settings; None values keep them. `compile` runs encoder and decoder through
+    torch.compile (slow to start, for long inputs).
+    """
+    configure_threads_and_kernels()
+    ckpt = load_checkpoint(find_checkpoint(run), with_state=False)
+    settings = decode_settings(ckpt.config.decode, **overrides)
+    device = resolve_device(settings.device)
+    model = build_model(ckpt).to(device)
+    if compile:
+        model.encoder = torch.compile(model.encoder, dynamic=True)  # type: ignore[assignment]
+        model.decoder = torch.compile(model.decoder, dynamic=True)  # type: ignore[assignment]
+    precision = resolve_precision(settings.precision, device)
+    return Translator(model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, settings, device, precision)
