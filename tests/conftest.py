@@ -128,6 +128,8 @@ class Overfit:
     targets: list[list[int]]
     first_loss: float
     last_loss: float
+    sources: list[str]  # the memorised pairs as text
+    translations: list[str]
 
 
 @pytest.fixture(scope="session")
@@ -163,7 +165,28 @@ def overfit(corpus, tokenizer) -> Overfit:
         opt.step()
         losses.append(loss.item())
     model.eval()
-    return Overfit(model, batch, [e.tgt for e in examples], losses[0], losses[-1])
+    targets = [e.tgt for e in examples]
+    sources = [src_lines[i] for i in picks]
+    texts = [tokenizer.decode(t) for t in targets]
+    return Overfit(model, batch, targets, losses[0], losses[-1], sources, texts)
+
+
+@pytest.fixture(scope="session")
+def memorized_run(tmp_path_factory, overfit, tokenizer):
+    """A run directory holding the memorising model: four sentences, four different outputs.
+
+    What it says for each of `overfit.sources` is `overfit.translations`, so a translation
+    that reaches the wrong line shows.
+    """
+    from tfcli.checkpoint import Checkpoint, save_checkpoint
+    from tfcli.config import Config
+    from tfcli.run_dir import RunDir
+
+    run = RunDir(tmp_path_factory.mktemp("memorized"))
+    config = Config(model=overfit.model.cfg)
+    save_checkpoint(run.best, Checkpoint(overfit.model.state_dict(), config, tokenizer, tokenizer))
+    assert len(set(overfit.translations)) == len(overfit.translations)
+    return run.path
 
 
 # --- a tiny end-to-end setup: a slice of the bundled corpus and a config to train on ----------

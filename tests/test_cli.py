@@ -194,12 +194,20 @@ def test_translate_arguments_give_one_line_each(trained):
     assert lines[1] == ""
 
 
-def test_translate_keeps_input_order(trained):
-    a, b = "Guten Morgen.", "Er kämpft für die Sache der einfachen Leute."
-    forward = invoke("translate", "-m", trained.run_dir, a, b)
-    backward = invoke("translate", "-m", trained.run_dir, b, a)
-    assert forward.exit_code == backward.exit_code == 0
-    assert forward.stdout.splitlines() == backward.stdout.splitlines()[::-1]
+@pytest.mark.parametrize("batch_tokens", [4000, 16])  # one batch, or a batch per sentence
+def test_translate_keeps_input_order(memorized_run, overfit, batch_tokens):
+    src, want = overfit.sources, overfit.translations  # four different outputs
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
+        result = invoke(
+            "translate",
+            "-m",
+            memorized_run,
+            "--batch-tokens",
+            batch_tokens,
+            *[src[i] for i in order],
+        )
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines() == [want[i] for i in order]
 
 
 def test_translate_accepts_a_run_directory_or_a_checkpoint_file(trained):
@@ -209,27 +217,29 @@ def test_translate_accepts_a_run_directory_or_a_checkpoint_file(trained):
     assert by_dir.stdout == by_file.stdout
 
 
-def test_translate_stdin_keeps_every_line_in_order(trained):
-    lines = ["Guten Morgen.", "", "   ", "Das Haus ist rot.", "\t", "Danke."]
-    expected = invoke("translate", "-m", trained.run_dir, *lines)
-    assert expected.exit_code == 0, expected.output
-    proc = run_tfcli("translate", "-m", trained.run_dir, stdin="\n".join(lines) + "\n")
+def test_translate_stdin_keeps_every_line_in_order(memorized_run, overfit):
+    src, want = overfit.sources, overfit.translations
+    lines = [src[2], "", "   ", src[0], "\t", src[3], src[1]]
+    expected = [want[2], "", "", want[0], "", want[3], want[1]]
+    in_process = invoke("translate", "-m", memorized_run, *lines)
+    assert in_process.exit_code == 0, in_process.output
+    proc = run_tfcli("translate", "-m", memorized_run, stdin="\n".join(lines) + "\n")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.split("\n")
     assert out[-1] == "" and len(out) == len(lines) + 1
-    assert [out[i] for i in (1, 2, 4)] == ["", "", ""]
-    assert proc.stdout == expected.stdout
+    assert out[:-1] == expected
+    assert proc.stdout == in_process.stdout
 
 
-def test_translate_input_and_output_files(tmp_path, trained):
-    src = tmp_path / "in.de"
-    src.write_text("Guten Morgen.\n\nDanke.\n", encoding="utf-8")
+def test_translate_input_and_output_files(tmp_path, memorized_run, overfit):
+    src, want = overfit.sources, overfit.translations
+    path = tmp_path / "in.de"
+    path.write_text(f"{src[1]}\n\n{src[0]}\n", encoding="utf-8")
     out = tmp_path / "out.en"
-    result = invoke("translate", "-m", trained.run_dir, "--input", src, "--output", out)
+    result = invoke("translate", "-m", memorized_run, "--input", path, "--output", out)
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    expected = invoke("translate", "-m", trained.run_dir, "Guten Morgen.", "", "Danke.")
-    assert out.read_text(encoding="utf-8") == expected.stdout
+    assert out.read_text(encoding="utf-8") == f"{want[1]}\n\n{want[0]}\n"
 
 
 def test_translate_without_model_uses_the_latest_run(tmp_path, trained):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -126,3 +127,50 @@ def test_beam_score_is_normalized_log_probability(tiny_model, random_src):
 def test_beam_recovers_memorised_targets(overfit):
     hyps = beam_search(overfit.model, overfit.batch.src, DecodeConfig(beam=4, n_best=1))
     assert [h[0].tokens for h in hyps] == overfit.targets
+
+
+def exhaustive_search(model, src_row: torch.Tensor, limit: int, alpha: float):
+    """Every output of at most `limit` tokens with EOS (PAD and BOS are never produced), scored
+    as beam search scores: log-probability / length_penalty; best first."""
+    vocab = model.decoder.output.weight.size(0)
+    words = [i for i in range(vocab) if i not in (PAD_ID, BOS_ID, EOS_ID)]
+    scored = []
+    for n in range(limit):  # n tokens, then EOS
+        for tokens in itertools.product(words, repeat=n):
+            logprob = sequence_logprob(model, src_row, list(tokens))
+            scored.append((logprob / length_penalty(n + 1, alpha), list(tokens)))
+    return sorted(scored, key=lambda s: -s[0])
+
+
+TINY_VOCAB = 6  # PAD, UNK, BOS, EOS and two words: three tokens to choose from, and EOS
+
+
+@pytest.fixture(scope="module")
+def tiny_vocab_model(model_cfg, make_model):
+    return make_model(model_cfg, seed=3, vocab=TINY_VOCAB)
+
+
+def test_a_beam_wider_than_all_prefixes_finds_the_exhaustive_n_best(tiny_vocab_model, random_src):
+    # 1 + 3 + 9 + 27 = 40 outputs of at most 4 tokens: beam 64 keeps every prefix alive and
+    # every ended hypothesis among the finished ones, so it must rank exactly as exhaustive search
+    src = random_src([3, 5], seed=4, vocab=TINY_VOCAB)
+    limit, alpha, n = 4, 0.6, 10
+    decode = DecodeConfig(beam=64, n_best=n, length_penalty=alpha, max_len_a=0.0, max_len_b=limit)
+    for row, hyps in enumerate(beam_search(tiny_vocab_model, src, decode)):
+        expected = exhaustive_search(tiny_vocab_model, src[row], limit, alpha)[:n]
+        assert [h.tokens for h in hyps] == [tokens for _, tokens in expected]
+        assert [h.score for h in hyps] == pytest.approx([s for s, _ in expected], abs=1e-4)
+
+
+@pytest.mark.parametrize("beam", [1, 2, 4])
+def test_a_narrow_beam_finds_a_real_output_no_better_than_the_best(
+    tiny_vocab_model, random_src, beam
+):
+    src = random_src([3, 5], seed=4, vocab=TINY_VOCAB)
+    limit, alpha = 4, 0.6
+    decode = DecodeConfig(beam=beam, length_penalty=alpha, max_len_a=0.0, max_len_b=limit)
+    for row, hyps in enumerate(beam_search(tiny_vocab_model, src, decode)):
+        everything = exhaustive_search(tiny_vocab_model, src[row], limit, alpha)
+        score_of = {tuple(tokens): s for s, tokens in everything}
+        assert hyps[0].score == pytest.approx(score_of[tuple(hyps[0].tokens)], abs=1e-4)
+        assert hyps[0].score <= everything[0][0] + 1e-4

@@ -1,10 +1,18 @@
-"""Which checkpoints a run keeps: the best `train.keep_best` by dev BLEU, and the patience count
-of validations without a new best."""
+"""Which checkpoints a run keeps: the best `train.keep_best` by dev BLEU as
+checkpoint_step<N>.pt, the best of them as checkpoint_best.pt, their average when asked, and
+the patience count of validations without a new best."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from tfcli.checkpoint import Checkpoint, average_weights, save_checkpoint
+from tfcli.run_dir import RunDir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,37 @@ class BestCheckpoints:
 
     def out_of_patience(self, patience: int) -> bool:
         return patience > 0 and self.bad_validations >= patience
+
+    def save(
+        self, run: RunDir, step: int, update: BestUpdate, checkpoint: Callable[[], Checkpoint]
+    ) -> None:
+        """Write what `update` (of the validation at `step`) keeps, made by `checkpoint()`, and
+        delete the checkpoints it drops."""
+        if update.kept:
+            ckpt = checkpoint()
+            save_checkpoint(run.step(step), ckpt)
+            if update.improved:
+                save_checkpoint(run.best, ckpt)
+        for dropped in update.dropped:
+            run.step(dropped).unlink(missing_ok=True)
+
+    def average(self, run: RunDir, dev_bleu: Callable[[Checkpoint], float]) -> float | None:
+        """Average the kept checkpoints into checkpoint_average.pt; it becomes the best one if
+        its dev BLEU is higher. Returns the best dev BLEU after that."""
+        paths = [run.step(step) for step in self.steps]
+        averaged = average_weights([p for p in paths if p.exists()])
+        bleu, best = dev_bleu(averaged), self.best_bleu
+        log.info(
+            "average of %d best checkpoints: dev BLEU %.2f (best single %.2f)",
+            len(paths),
+            bleu,
+            best or 0.0,
+        )
+        save_checkpoint(run.average, averaged)
+        if best is None or bleu > best:
+            save_checkpoint(run.best, averaged)
+            return bleu
+        return best
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": [[b, s] for b, s in self.best], "bad_validations": self.bad_validations}

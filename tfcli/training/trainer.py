@@ -12,14 +12,11 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
-from tfcli.checkpoint import Checkpoint, average_weights, build_model, load_checkpoint
-from tfcli.checkpoint import save_checkpoint as write_checkpoint
+from tfcli.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from tfcli.config import Config, save_config
 from tfcli.data.batching import Batch, epoch_batches
 from tfcli.device import resolve_device, resolve_precision
@@ -32,36 +29,12 @@ from tfcli.training import validation
 from tfcli.training.best import BestCheckpoints
 from tfcli.training.distributed import Distributed
 from tfcli.training.optim import learning_rate, make_optimizer
+from tfcli.training.state import Progress, TrainResult, TrainState
 from tfcli.training.throughput import Throughput
 from tfcli.training.training_data import load_training_data, read_eval_set
 from tfcli.translation.translator import Translator
 
 log = logging.getLogger(__name__)
-
-
-class Progress(Protocol):
-    """Where the loop reports progress (the CLI draws a progress bar)."""
-
-    def update(self, step: int, fraction: float, stats: dict[str, float]) -> None: ...
-
-
-@dataclass
-class TrainState:
-    """Where training is, beyond the weights and the optimizer: what resuming needs."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    elapsed: float = 0.0
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    run_dir: Path
-    step: int
-    best_bleu: float | None
-    test: dict[str, object] | None
-    samples: list[tuple[str, str, str]] = field(default_factory=list)  # (source, reference, output)
 
 
 class Trainer:
@@ -287,14 +260,8 @@ class Trainer:
         step = self.state.step
         if bleu is not None:
             update = self.best.record(bleu, step)
-            if update.kept:
-                ckpt = self._checkpoint(with_state=False)
-                write_checkpoint(self.run.step(step), ckpt)
-                if update.improved:
-                    write_checkpoint(self.run.best, ckpt)
-            for dropped in update.dropped:
-                self.run.step(dropped).unlink(missing_ok=True)
-        write_checkpoint(self.run.last, self._checkpoint(with_state=True))
+            self.best.save(self.run, step, update, lambda: self._checkpoint(with_state=False))
+        save_checkpoint(self.run.last, self._checkpoint(with_state=True))
 
     # --- the end -----------------------------------------------------------------------
 
@@ -303,27 +270,13 @@ class Trainer:
         test, samples = None, []
         if self.dist.main:
             if self.cfg.train.average_best and len(self.best.best) > 1:
-                best = self._average(best)
+                best = self.best.average(self.run, lambda c: self._dev_bleu(self._model_of(c)))
             test, samples = self._test()
         self.dist.barrier()
         return TrainResult(self.run.path, self.state.step, best, test, samples)
 
-    def _average(self, best: float | None) -> float | None:
-        """Average the kept best checkpoints; it becomes the best one if its dev BLEU is higher."""
-        paths = [self.run.step(step) for step in self.best.steps]
-        averaged = average_weights([p for p in paths if p.exists()])
-        bleu = self._dev_bleu(build_model(averaged).to(self.device))
-        log.info(
-            "average of %d best checkpoints: dev BLEU %.2f (best single %.2f)",
-            len(paths),
-            bleu,
-            best or 0.0,
-        )
-        write_checkpoint(self.run.average, averaged)
-        if best is None or bleu > best:
-            write_checkpoint(self.run.best, averaged)
-            return bleu
-        return best
+    def _model_of(self, ckpt: Checkpoint) -> Transformer:
+        return build_model(ckpt).to(self.device)
 
     def _test(self) -> tuple[dict[str, object] | None, list[tuple[str, str, str]]]:
         """Translate the test set with the best checkpoint; return scores and a few samples."""
@@ -332,7 +285,7 @@ class Trainer:
             return None, []
         model = self.model.eval()
         if self.run.best.exists():
-            model = build_model(load_checkpoint(self.run.best, with_state=False)).to(self.device)
+            model = self._model_of(load_checkpoint(self.run.best, with_state=False))
         translator = self._translator(model, self.cfg.decode.beam)
         return validation.translate_test_set(translator, test, self.run, self.state.step)
 
