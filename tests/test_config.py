@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tfcli.config import Config, ModelConfig, load_config, save_config
 from tfcli.errors import ConfigError
@@ -198,3 +200,24 @@ def test_nan_is_refused(override):
     # NaN passes every range comparison, so it must be refused explicitly.
     with pytest.raises(ConfigError, match=override.split("=")[0]):
         load_config(None, [override])
+
+
+def _keys() -> list[str]:
+    """Every dotted key of the schema."""
+    sections = {f.name: getattr(Config(), f.name) for f in dataclasses.fields(Config)}
+    return [f"{name}.{f.name}" for name, obj in sections.items() for f in dataclasses.fields(obj)]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_key_is_in_the_readme_table_and_in_the_shipped_configs():
+    keys = _keys()
+    assert "model.d_model" in keys and "decode.precision" in keys
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for key in keys:
+        assert f"| `{key}` |" in readme, key
+    for name in ("quickstart", "base", "big"):
+        raw = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text(encoding="utf-8"))
+        given = [f"{section}.{key}" for section, values in raw.items() for key in values]
+        assert sorted(given) == sorted(keys), name

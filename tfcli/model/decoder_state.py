@@ -1,11 +1,11 @@
 """What incremental decoding keeps between steps: the decoder's key/value caches.
 
-Notation: N hypothesis rows, G hypotheses per source sentence (the beams; 1 for greedy),
-N' = N / G sentences, T positions decoded so far, S source length, H heads, E head size.
+Notation as in layers.py: N sentences, G hypotheses per sentence (the beams; 1 for greedy),
+so N*G hypothesis rows; T positions decoded so far, S source length, H heads, E head size.
 
 For every decoder layer the state holds
-    self-attention   keys and values of every position so far, (N, T, 2, H, E)
-    cross-attention  the encoder output projected to keys and values, (N', H, S, E) each,
+    self-attention   keys and values of every position so far, (N*G, T, 2, H, E)
+    cross-attention  the encoder output projected to keys and values, (N, H, S, E) each,
                      one row per source sentence, shared by its G hypotheses
 
 Its rules:
@@ -31,9 +31,9 @@ class DecoderState:
 
     def __init__(self, layers: int, beams: int = 1) -> None:
         self.beams = beams  # G
-        self._kv: list[torch.Tensor | None] = [None] * layers  # (N, T, 2, H, E) per layer
-        self._order: list[torch.Tensor | None] = [None] * layers  # (N,) rows not yet applied
-        self._cross: list[KeysValues | None] = [None] * layers  # (N', H, S, E) each
+        self._kv: list[torch.Tensor | None] = [None] * layers  # (N*G, T, 2, H, E) per layer
+        self._order: list[torch.Tensor | None] = [None] * layers  # (N*G,) rows not yet applied
+        self._cross: list[KeysValues | None] = [None] * layers  # (N, H, S, E) each
 
     @property
     def length(self) -> int:
@@ -42,8 +42,8 @@ class DecoderState:
         return 0 if kv is None else kv.size(1)
 
     def append(self, layer: int, kv: torch.Tensor) -> torch.Tensor:
-        """Append this step's keys and values kv (N, L, 2, H, E) to `layer`'s self-attention
-        cache and return all of them, (N, T + L, 2, H, E), in the rows' current order."""
+        """Append this step's keys and values kv (N*G, L, 2, H, E) to `layer`'s self-attention
+        cache and return all of them, (N*G, T + L, 2, H, E), in the rows' current order."""
         past, order = self._kv[layer], self._order[layer]
         self._order[layer] = None
         if past is None:
@@ -67,14 +67,14 @@ class DecoderState:
         return cached
 
     def reorder(self, rows: torch.Tensor) -> None:
-        """Row i continues hypothesis rows[i] (N,); composed with an order not yet applied."""
+        """Row i continues hypothesis row rows[i] (N*G,); composed with an order not yet applied."""
         self._order = [rows if o is None else o.index_select(0, rows) for o in self._order]
 
     def select_sentences(self, keep: torch.Tensor) -> None:
         """Keep only the sentences `keep` (N',): their hypothesis rows and cross-attention rows."""
         g = self.beams
         offsets = torch.arange(g, device=keep.device)
-        self.reorder((keep[:, None] * g + offsets).view(-1))  # (N' * G,)
+        self.reorder((keep[:, None] * g + offsets).view(-1))  # (N'*G,)
         self._cross = [
             None if kv is None else (kv[0].index_select(0, keep), kv[1].index_select(0, keep))
             for kv in self._cross

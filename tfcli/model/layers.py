@@ -1,8 +1,9 @@
 """The parts of the Transformer, named as in "Attention Is All You Need".
 
-Notation (shape comments, the same in every file): B batch rows, S source length, T target
-length, L length of whichever sequence a layer sees, D d_model, H heads, E head size (D / H),
-F feed-forward width, V vocabulary, G target rows per source row (the beams of a sentence).
+Notation (shape comments; docs/ARCHITECTURE.md has the legend every file uses): B batch
+rows, S source length, T target length, L length of whichever sequence a layer sees, D
+d_model, H heads, E head size (D / H), F feed-forward width, V vocabulary, G target rows per
+source row (the beams of a sentence; 1 outside beam search).
 
 Masks are bool with True = "may attend" (the convention of scaled_dot_product_attention) and
 are made in transformer.py only. Decoder self-attention uses `causal=True` instead of a mask.
@@ -127,26 +128,26 @@ class MultiHeadAttention(nn.Module):
         state: DecoderState | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
-        """Encoder-decoder attention from x (B, T, D) to memory (B', S, D) -> (B, T, D).
+        """Encoder-decoder attention from x (B, T, D) to memory (B/G, S, D) -> (B, T, D).
 
-        x may have G = B / B' rows per memory row (beam search), row n*G + g attending to
-        memory row n. mask: (B', 1, 1, S), True = may attend. With a decoder `state`, the
+        x may have G rows per memory row (beam search), row n*G + g attending to memory
+        row n. mask: (B/G, 1, 1, S), True = may attend. With a decoder `state`, the
         memory is projected to keys and values at the first step only.
         """
         b, length, d = x.shape
         w, bias = self.in_proj.weight, self.in_proj.bias
 
         def project() -> tuple[torch.Tensor, torch.Tensor]:
-            k, v = self._heads(linear(memory, w[d:], bias[d:]), 2)  # each (B', H, S, E)
+            k, v = self._heads(linear(memory, w[d:], bias[d:]), 2)  # each (B/G, H, S, E)
             return k, v
 
         k, v = project() if state is None else state.cross_keys_values(layer, project)
         # The G rows of sentence n share its keys/values: they attend as G*T query positions of
         # one row, reading the memory once, not G times.
         rows = k.size(0)
-        x = x.reshape(rows, b // rows * length, d)  # (B', G*T, D)
-        q = self._heads(linear(x, w[:d], bias[:d]), 1)[0]  # (B', H, G*T, E)
-        out = self._attend(q, k, v, mask, causal=False)  # (B', H, G*T, E)
+        x = x.reshape(rows, b // rows * length, d)  # (B/G, G*T, D)
+        q = self._heads(linear(x, w[:d], bias[:d]), 1)[0]  # (B/G, H, G*T, E)
+        out = self._attend(q, k, v, mask, causal=False)  # (B/G, H, G*T, E)
         out = out.transpose(1, 2).reshape(b, length, d)  # (B, T, D)
         return self.out_proj(out)
 
@@ -218,7 +219,7 @@ class DecoderLayer(nn.Module):
         src_mask: torch.Tensor,
         state: DecoderState | None = None,
     ) -> torch.Tensor:
-        """x: (B, T, D), memory: (B', S, D), src_mask: (B', 1, 1, S) -> (B, T, D)"""
+        """x: (B, T, D), memory: (B/G, S, D), src_mask: (B/G, 1, 1, S) -> (B, T, D)"""
         i = self.index
         x = self.sub_self(x, lambda h: self.self_attn(h, causal=True, state=state, layer=i))
         x = self.sub_cross(

@@ -53,27 +53,31 @@ class _OutputCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, target, smoothing, dtype, with_grad):  # noqa: ANN001
-        # hidden (N, D), weight (V, D), target (N,)
-        n, vocab = hidden.size(0), weight.size(0)
+        # hidden (M, D), weight (V, D), target (M,): M = B*T target positions
+        m, vocab = hidden.size(0), weight.size(0)
         rows = max(1, SLICE_ELEMENTS // vocab)
         w, h = weight.to(dtype), hidden.to(dtype)
-        real = (target != PAD_ID).to(torch.float32)  # (N,)
+        real = (target != PAD_ID).to(torch.float32)  # (M,)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         # fp32: each slice's gradient goes into grad_h and grad_w at once. Lower precision:
-        # the slices' gradients are gathered into one (N, V) tensor and multiplied at the end,
+        # the slices' gradients are gathered into one (M, V) tensor and multiplied at the end,
         # as each of oneDNN's bf16 matmul calls has a fixed cost on top of its FLOPs.
         gathered = (
-            torch.empty(n, vocab, dtype=dtype, device=hidden.device)
+            torch.empty(m, vocab, dtype=dtype, device=hidden.device)
             if with_grad and dtype != torch.float32
             else None
         )
         grad_h, grad_w = None, None
         if with_grad and gathered is None:
-            grad_h = torch.empty_like(h)  # (N, D)
+            grad_h = torch.empty_like(h)  # (M, D)
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        for start in range(0, n, rows):
+        for start in range(0, m, rows):
             part = slice(start, start + rows)
-            h_s, y, keep = h[part], target[part, None], real[part, None]  # (r, D), (r, 1), (r, 1)
+            h_s, y, keep = (
+                h[part],
+                target[part, None],
+                real[part, None],
+            )  # (r, D), (r, 1), (r, 1): r rows
             z = (h_s @ w.t()).float()  # (r, V)
             lse = torch.logsumexp(z, 1, keepdim=True)  # (r, 1)
             row = lse - (1.0 - smoothing) * z.gather(1, y)
@@ -93,7 +97,7 @@ class _OutputCrossEntropy(torch.autograd.Function):
             torch.mm(g, w, out=grad_h[part])  # (r, D)
             grad_w.addmm_(g.t(), h_s)  # (V, D), accumulated in place: no (V, D) temporary
         if gathered is not None:
-            grad_h = gathered @ w  # (N, D)
+            grad_h = gathered @ w  # (M, D)
             grad_w = (gathered.t() @ h).float()  # (V, D)
         ctx.grads = (grad_h, grad_w)
         ctx.dtypes = (hidden.dtype, weight.dtype)
@@ -121,7 +125,7 @@ def output_loss_sum(
     dtype = autocast_dtype(hidden.device.type) or hidden.dtype
     if dtype == torch.float16 or torch.compiler.is_compiling():
         return loss_sum(F.linear(hidden, weight), target, smoothing)
-    hidden, target = hidden.flatten(0, 1), target.flatten()  # (N, D), (N,)
+    hidden, target = hidden.flatten(0, 1), target.flatten()  # (M, D), (M,)
     if pad_rows_for_bf16(hidden):  # pad rows: zero loss, no gradient
         extra = padded_rows(hidden)
         hidden, target = F.pad(hidden, (0, 0, 0, extra)), F.pad(target, (0, extra), value=PAD_ID)

@@ -18,7 +18,7 @@ import torch
 
 from tfcli.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from tfcli.config import Config, save_config
-from tfcli.data.batching import Batch, epoch_batches
+from tfcli.data.batching import Batch
 from tfcli.device import resolve_device, resolve_precision
 from tfcli.errors import CheckpointError
 from tfcli.model.kernels import configure_threads_and_kernels, precision_scope
@@ -136,9 +136,7 @@ class Trainer:
 
     def _train_epoch(self) -> str | None:
         t, s = self.cfg.train, self.state
-        batches = self.dist.share(
-            list(epoch_batches(self.data.train, t.batch_tokens, t.seed, s.epoch))
-        )
+        batches = self.dist.share(self.data.epoch(s.epoch))
         for first in range(s.batch_in_epoch, len(batches) - t.accumulate + 1, t.accumulate):
             self._update(batches[first : first + t.accumulate])
             s.batch_in_epoch = first + t.accumulate

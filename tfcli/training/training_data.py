@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 
 from tfcli.config import Config, DataConfig
-from tfcli.data.batching import Batch, batch_by_tokens, collate
+from tfcli.data.batching import Batch, batch_by_tokens, collate, epoch_batches
 from tfcli.data.pairs import Example, make_examples
 from tfcli.data.text import read_parallel, resolve_path
 from tfcli.data.tokenizer import Tokenizer, load_run_tokenizers, prepare_tokenizers
@@ -27,6 +27,12 @@ class TrainingData:
     train: list[Example]
     dev: EvalSet | None  # for dev BLEU
     dev_batches: list[Batch]  # for dev loss; empty without a dev set
+    batch_tokens: int
+    seed: int
+
+    def epoch(self, epoch: int) -> list[Batch]:
+        """The training batches of `epoch`, in the order that (seed, epoch) gives them."""
+        return list(epoch_batches(self.train, self.batch_tokens, self.seed, epoch))
 
 
 def read_eval_set(d: DataConfig, prefix: str | None) -> EvalSet | None:
@@ -60,4 +66,5 @@ def load_training_data(cfg: Config, run: RunDir, dist: Distributed) -> TrainingD
     if dev is not None:
         examples, _ = make_examples(dev[0], dev[1], src_tok, tgt_tok)
         dev_batches = [collate(g) for g in batch_by_tokens(examples, cfg.train.batch_tokens)]
-    return TrainingData(src_tok, tgt_tok, train, dev, dev_batches)
+    t = cfg.train
+    return TrainingData(src_tok, tgt_tok, train, dev, dev_batches, t.batch_tokens, t.seed)

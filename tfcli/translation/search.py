@@ -5,7 +5,8 @@ hypothesis through the cached decoder, and sentences that are finished leave the
 rows are dropped from every state tensor and from the decoder state), so late steps only pay
 for what is left. The settings (beam, length penalty, length limit, n-best) are a DecodeConfig.
 
-Notation: B sentences, N sentences still searching, K beam size, V vocabulary, L longest output.
+Notation as in layers.py: B sentences, N sentences still searching, K beam size, V vocabulary,
+T longest output, t steps so far.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def constrain(logprobs: torch.Tensor, at_limit: torch.Tensor) -> torch.Tensor:
 
 
 def _to_hypotheses(tokens: torch.Tensor, scores: torch.Tensor) -> list[list[Hypothesis]]:
-    """(B, n, L) ids and (B, n) scores -> lists, cut at the first EOS."""
+    """(B, n, T) ids and (B, n) scores -> lists, cut at the first EOS."""
     out = []
     for sent_tokens, sent_scores in zip(tokens.tolist(), scores.tolist()):
         hyps = []
@@ -84,7 +85,7 @@ def greedy_search(
     rows = torch.arange(b, device=device)  # sentence of each active row
     last = torch.full((b, 1), BOS_ID, dtype=torch.long, device=device)
     score = torch.zeros(b, device=device)
-    out = torch.full((b, int(limit.max())), PAD_ID, dtype=torch.long, device=device)  # (B, L)
+    out = torch.full((b, int(limit.max())), PAD_ID, dtype=torch.long, device=device)  # (B, T)
     out_score = torch.zeros(b, device=device)
     for step in range(int(limit.max())):
         logits = model.decode(last, memory, src_mask, state)[:, -1].float()  # (N, V)
@@ -133,12 +134,12 @@ class _Beams:
         ends = (token == EOS_ID) & torch.isfinite(top_s)
         ends[:, k:] = False
         norm = torch.where(ends, top_s / length_penalty(step + 1, alpha), float("-inf"))
-        padded = F.pad(new_seqs, (0, self.max_len - step - 1), value=PAD_ID)  # (N, 2K, L)
+        padded = F.pad(new_seqs, (0, self.max_len - step - 1), value=PAD_ID)  # (N, 2K, T)
         pool_s = torch.cat([self.fin_scores, norm], 1)  # (N, 3K)
         self.fin_scores, pick = pool_s.topk(k, dim=1)
         self.fin_seqs = torch.cat([self.fin_seqs, padded], 1).gather(
             1, pick[:, :, None].expand(-1, -1, self.max_len)
-        )  # (N, K, L)
+        )  # (N, K, T)
         self.fin_count = self.fin_count + ends.sum(1)
         # The best K candidates that did not end continue.
         alive_s = torch.where(token == EOS_ID, float("-inf"), top_s)
