@@ -14,7 +14,7 @@ import torch
 from tfcli.config import ModelConfig, TokenizerConfig
 from tfcli.data.batching import Batch, collate
 from tfcli.data.pairs import make_examples
-from tfcli.data.tokenizer import EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+from tfcli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 from tfcli.model.transformer import Transformer
 
 torch.set_num_threads(1)
@@ -99,6 +99,14 @@ def _random_src(lengths: list[int], seed: int = 0, vocab: int = VOCAB) -> torch.
         src[row, :n] = torch.randint(EOS_ID + 1, vocab, (n,), generator=g)
         src[row, n] = EOS_ID
     return src
+
+
+def random_tgt(b: int, t: int, seed: int = 1, vocab: int = VOCAB) -> torch.Tensor:
+    """(B, T) random target ids starting with BOS."""
+    g = torch.Generator().manual_seed(seed)
+    tgt = torch.randint(EOS_ID + 1, vocab, (b, t), generator=g)
+    tgt[:, 0] = BOS_ID
+    return tgt
 
 
 @pytest.fixture(scope="session")

@@ -4,17 +4,9 @@ gives what a full decode over the same prefixes gives."""
 from __future__ import annotations
 
 import torch
-
-from tfcli.data.tokenizer import BOS_ID
+from conftest import random_tgt
 
 V = 40
-
-
-def random_tgt(b: int, t: int, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    tgt = torch.randint(4, V, (b, t), generator=g)
-    tgt[:, 0] = BOS_ID
-    return tgt
 
 
 def test_length_counts_the_positions_decoded(tiny_model, random_src):

@@ -7,23 +7,16 @@ import math
 
 import pytest
 import torch
+from conftest import random_tgt
 
 from tfcli.config import DecodeConfig, ModelConfig
-from tfcli.data.tokenizer import BOS_ID, PAD_ID
+from tfcli.data.tokenizer import PAD_ID
 from tfcli.model.kernels import BF16_ROWS, Linear, dropout, pad_rows_for_bf16
 from tfcli.model.layers import Embeddings, sinusoid_table
 from tfcli.model.transformer import Transformer, count_parameters
 from tfcli.translation.search import greedy_search
 
 V = 40
-
-
-def random_tgt(b: int, t: int, seed: int = 1) -> torch.Tensor:
-    """(B, T) target ids starting with BOS."""
-    g = torch.Generator().manual_seed(seed)
-    tgt = torch.randint(4, V, (b, t), generator=g)
-    tgt[:, 0] = BOS_ID
-    return tgt
 
 
 def test_shapes(tiny_model, random_src, model_cfg):
