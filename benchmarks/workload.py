@@ -71,13 +71,22 @@ def load_subject(
     )
 
 
-def random_checkpoint() -> Checkpoint:
-    """The quickstart shape with its initial (random) weights and a tokenizer for the corpus."""
-    shape = model_shape("quickstart")
+def random_checkpoint(shape_name: str = "quickstart") -> Checkpoint:
+    """A shape of configs/ with its initial (random) weights and a tokenizer for the corpus
+    (of the config's vocabulary size, or as many subwords as the bundled corpus supports)."""
+    shape = model_shape(shape_name)
     tok = bench_tokenizer(shape.vocab)
     torch.manual_seed(1)
     model = Transformer(shape.model, len(tok), len(tok))
     return Checkpoint(model.state_dict(), shape.config, tok, tok)
+
+
+def base_checkpoint_run(workdir: Path) -> Path:
+    """A run directory under `workdir` holding the configs/base.yaml shape, random weights."""
+    run = workdir / "random-base"
+    run.mkdir()
+    save_checkpoint(RunDir(run).best, random_checkpoint("base"))
+    return run
 
 
 @dataclass

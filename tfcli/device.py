@@ -52,6 +52,18 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def resolve_inference_precision(precision: str, device: torch.device) -> str:
+    """Translation's precision: training's choices and int8 (the CPU's int8 kernels); `auto` ->
+    int8 on the CPU, bf16 (else fp16) on CUDA."""
+    if precision == "auto":
+        return "int8" if device.type == "cpu" else resolve_precision("auto", device)
+    if precision == "int8":
+        if device.type != "cpu":
+            raise TfcliError("precision int8 runs on the CPU; use --device cpu, or fp16/bf16")
+        return precision
+    return resolve_precision(precision, device)
+
+
 def autocast_dtype(device_type: str) -> torch.dtype | None:
     """The dtype autocast computes in on this kind of device right now, or None when it is off."""
     on = torch.is_autocast_enabled(device_type)

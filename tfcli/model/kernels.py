@@ -75,6 +75,11 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
 
+    def rows(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """x through output rows start:stop of the weight alone: (..., in) -> (..., stop - start)"""
+        bias = None if self.bias is None else self.bias[start:stop]
+        return linear(x, self.weight[start:stop], bias)
+
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout: zero each element with probability p, scale the rest by 1 / (1 - p).

@@ -19,7 +19,7 @@ from torch import nn
 
 from tfcli.config import ModelConfig
 from tfcli.model.decoder_state import DecoderState
-from tfcli.model.kernels import Dropout, Linear, linear
+from tfcli.model.kernels import Dropout, Linear
 
 
 def sinusoid_table(positions: int, d_model: int) -> torch.Tensor:
@@ -58,7 +58,8 @@ class Embeddings(nn.Module):
                 f"({self.positions.size(0)})"
             )
         x = self.tokens(ids) * self.scale  # (B, L, D)
-        return self.dropout(x + self.positions[offset : offset + length])
+        # positions stay fp32 when the weights are cast for inference: add, then cast
+        return self.dropout((x + self.positions[offset : offset + length]).to(x.dtype))
 
 
 class MultiHeadAttention(nn.Module):
@@ -135,10 +136,9 @@ class MultiHeadAttention(nn.Module):
         memory is projected to keys and values at the first step only.
         """
         b, length, d = x.shape
-        w, bias = self.in_proj.weight, self.in_proj.bias
 
         def project() -> tuple[torch.Tensor, torch.Tensor]:
-            k, v = self._heads(linear(memory, w[d:], bias[d:]), 2)  # each (B/G, H, S, E)
+            k, v = self._heads(self.in_proj.rows(memory, d, 3 * d), 2)  # each (B/G, H, S, E)
             return k, v
 
         k, v = project() if state is None else state.cross_keys_values(layer, project)
@@ -146,7 +146,7 @@ class MultiHeadAttention(nn.Module):
         # one row, reading the memory once, not G times.
         rows = k.size(0)
         x = x.reshape(rows, b // rows * length, d)  # (B/G, G*T, D)
-        q = self._heads(linear(x, w[:d], bias[:d]), 1)[0]  # (B/G, H, G*T, E)
+        q = self._heads(self.in_proj.rows(x, 0, d), 1)[0]  # (B/G, H, G*T, E)
         out = self._attend(q, k, v, mask, causal=False)  # (B/G, H, G*T, E)
         out = out.transpose(1, 2).reshape(b, length, d)  # (B, T, D)
         return self.out_proj(out)

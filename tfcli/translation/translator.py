@@ -18,7 +18,8 @@ from tfcli.checkpoint import build_model, find_checkpoint, load_checkpoint
 from tfcli.config import DecodeConfig
 from tfcli.data.batching import pad_sources, token_batches
 from tfcli.data.tokenizer import Tokenizer
-from tfcli.device import resolve_device, resolve_precision
+from tfcli.device import DTYPES, resolve_device, resolve_inference_precision
+from tfcli.model.int8 import quantize_linears
 from tfcli.model.kernels import configure_threads_and_kernels, precision_scope
 from tfcli.model.transformer import Transformer
 from tfcli.translation.search import Hypothesis, search
@@ -44,7 +45,13 @@ class Translator:
     tgt_tokenizer: Tokenizer
     settings: DecodeConfig
     device: torch.device
-    precision: str  # resolved: fp32, bf16 or fp16
+    precision: str  # resolved: fp32, bf16, fp16 or int8
+
+    @property
+    def _autocast(self) -> str:
+        """The precision to autocast to: none (fp32) when the weights are already in theirs."""
+        dtype = self.model.encoder.embed.tokens.weight.dtype
+        return "fp32" if self.precision == "int8" or dtype != torch.float32 else self.precision
 
     def translate(self, lines: Sequence[str]) -> list[str]:
         """One translation per line, in input order."""
@@ -60,7 +67,7 @@ class Translator:
         s = self.settings
         for rows in token_batches(order, sizes, s.batch_tokens, s.batch_sentences):
             src = pad_sources([ids[i] for i in rows]).to(self.device)
-            with precision_scope(self.device, self.precision):
+            with precision_scope(self.device, self._autocast):
                 hyps = search(self.model, src, s)
             for row, sent in zip(rows, hyps):
                 results[row] = [self._text(h) for h in sent]
@@ -108,9 +115,20 @@ def load_translator(run: str | Path, compile: bool = False, **overrides: object)
     ckpt = load_checkpoint(find_checkpoint(run), with_state=False)
     settings = decode_settings(ckpt.config.decode, **overrides)
     device = resolve_device(settings.device)
-    model = build_model(ckpt).to(device)
+    precision = resolve_inference_precision(settings.precision, device)
+    model = inference_model(build_model(ckpt).to(device), precision)
     if compile:
         model.encoder = torch.compile(model.encoder, dynamic=True)  # type: ignore[assignment]
         model.decoder = torch.compile(model.decoder, dynamic=True)  # type: ignore[assignment]
-    precision = resolve_precision(settings.precision, device)
     return Translator(model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, settings, device, precision)
+
+
+def inference_model(model: Transformer, precision: str) -> Transformer:
+    """`model` made ready for `precision` once, at load: int8 linear layers, or the weights
+    cast to bf16/fp16 (no autocast per operation; the positional table stays fp32)."""
+    if precision == "int8":
+        return quantize_linears(model)
+    if precision in DTYPES:
+        for p in model.parameters():
+            p.data = p.data.to(DTYPES[precision])
+    return model
