@@ -4,9 +4,11 @@ Notation as in layers.py: N sentences, G hypotheses per sentence (the beams; 1 f
 so N*G hypothesis rows; T positions decoded so far, S source length, H heads, E head size.
 
 For every decoder layer the state holds
-    self-attention   keys and values of every position so far, (N*G, T, 2, H, E)
+    self-attention   keys and values of every position so far, (N*G, H, T, E) each
     cross-attention  the encoder output projected to keys and values, (N, H, S, E) each,
                      one row per source sentence, shared by its G hypotheses
+All of them contiguous, so that a step's attention runs as batched matmuls over N*G*H rows
+(kernels.attend_few) without copying them first.
 
 Its rules:
 - `append` adds one step's keys and values and returns all of them;
@@ -31,7 +33,7 @@ class DecoderState:
 
     def __init__(self, layers: int, beams: int = 1) -> None:
         self.beams = beams  # G
-        self._kv: list[torch.Tensor | None] = [None] * layers  # (N*G, T, 2, H, E) per layer
+        self._kv: list[KeysValues | None] = [None] * layers  # (N*G, H, T, E) each, per layer
         self._order: list[torch.Tensor | None] = [None] * layers  # (N*G,) rows not yet applied
         self._cross: list[KeysValues | None] = [None] * layers  # (N, H, S, E) each
 
@@ -39,23 +41,17 @@ class DecoderState:
     def length(self) -> int:
         """T, the positions decoded so far."""
         kv = self._kv[0]
-        return 0 if kv is None else kv.size(1)
+        return 0 if kv is None else kv[0].size(2)
 
-    def append(self, layer: int, kv: torch.Tensor) -> torch.Tensor:
-        """Append this step's keys and values kv (N*G, L, 2, H, E) to `layer`'s self-attention
-        cache and return all of them, (N*G, T + L, 2, H, E), in the rows' current order."""
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> KeysValues:
+        """Append this step's keys and values, (N*G, H, L, E) each, to `layer`'s self-attention
+        cache and return all of them, (N*G, H, T + L, E) each, in the rows' current order."""
         past, order = self._kv[layer], self._order[layer]
         self._order[layer] = None
         if past is None:
-            out = kv.contiguous()
+            out = k.contiguous(), v.contiguous()
         else:
-            t = past.size(1)
-            out = kv.new_empty((kv.size(0), t + kv.size(1), *kv.shape[2:]))
-            if order is None:
-                out[:, :t] = past
-            else:
-                torch.index_select(past, 0, order, out=out[:, :t])
-            out[:, t:] = kv
+            out = tuple(_grown(old, new, order) for old, new in zip(past, (k, v)))
         self._kv[layer] = out
         return out
 
@@ -79,3 +75,16 @@ class DecoderState:
             None if kv is None else (kv[0].index_select(0, keep), kv[1].index_select(0, keep))
             for kv in self._cross
         ]
+
+
+def _grown(past: torch.Tensor, new: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+    """past (N*G, H, T, E) with its rows in `order` (None: as they are), then new (N*G, H, L, E)
+    after it: one copy of the cache per step."""
+    t = past.size(2)
+    out = new.new_empty((new.size(0), new.size(1), t + new.size(2), new.size(3)))
+    if order is None:
+        out[:, :, :t] = past
+    else:
+        torch.index_select(past, 0, order, out=out[:, :, :t])
+    out[:, :, t:] = new
+    return out

@@ -8,6 +8,7 @@ runs, never what it computes. The measurements behind each are in benchmarks/REA
 - `configure_threads_and_kernels`: the oneDNN kernel-cache size and the thread count, set
   when training or translation starts.
 - `precision_scope`: autocast, and the attention kernel that suits the precision.
+- `attend_few`: attention for the few queries of a decoding step, as two batched matmuls.
 """
 
 from __future__ import annotations
@@ -112,6 +113,28 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def attend_few(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Attention of a few queries per row over contiguous keys and values: softmax(q k^T / sqrt(E)) v.
+
+    A decoding step has one query per hypothesis (self-attention) or one per beam of a
+    sentence (encoder-decoder attention); at such sizes SDPA's CPU kernels cost several times
+    the arithmetic, and two batched matmuls over B*H rows do not.
+
+    Shape: q (B, H, Q, E), k and v (B, H, K, E) contiguous, mask broadcastable to
+    (B, H, Q, K), True = may attend -> (B, H, Q, E)
+    """
+    b, h, n_q, e = q.shape
+    n_k = k.size(2)
+    q = q.reshape(b * h, n_q, e) * e**-0.5  # (B*H, Q, E), a copy: queries are few
+    scores = torch.bmm(q, k.view(b * h, n_k, e).transpose(1, 2))  # (B*H, Q, K)
+    if mask is not None:
+        scores.view(b, h, n_q, n_k).masked_fill_(~mask, float("-inf"))
+    weights = torch.softmax(scores, -1)
+    return torch.bmm(weights, v.view(b * h, n_k, e)).view(b, h, n_q, e)
 
 
 @contextlib.contextmanager

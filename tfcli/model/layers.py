@@ -19,7 +19,7 @@ from torch import nn
 
 from tfcli.config import ModelConfig
 from tfcli.model.decoder_state import DecoderState
-from tfcli.model.kernels import Dropout, Linear
+from tfcli.model.kernels import Dropout, Linear, attend_few
 
 
 def sinusoid_table(positions: int, d_model: int) -> torch.Tensor:
@@ -111,15 +111,18 @@ class MultiHeadAttention(nn.Module):
         """
         b, length, d = x.shape
         qkv = self.in_proj(x).view(b, length, 3, self.heads, self.head_size)  # (B, L, 3, H, E)
-        kv = qkv[:, :, 1:]  # (B, L, 2, H, E)
-        if state is not None:
-            kv = state.append(layer, kv)  # (B, T, 2, H, E)
-            # one new query attends to every cached key; with no past, causal as it is
-            causal = causal and kv.size(1) == length
-        q = qkv[:, :, 0].transpose(1, 2)  # (B, H, L, E)
-        k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)  # (B, H, L_keys, E)
-        out = self._attend(q, k, v, mask, causal).transpose(1, 2).reshape(b, length, d)
-        return self.out_proj(out)  # (B, L, D)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, E)
+        if state is None:
+            out = self._attend(q, k, v, mask, causal)
+        else:  # one new position (search) attends to every cached one
+            k, v = state.append(layer, k, v)  # each (B, H, T, E)
+            if length == 1:
+                out = attend_few(q, k, v, mask)
+            elif k.size(2) == length:  # a whole prefix at once, from an empty state
+                out = self._attend(q, k, v, mask, causal)
+            else:
+                raise ValueError("with a decoder state, feed one new token per step")
+        return self.out_proj(out.transpose(1, 2).reshape(b, length, d))  # (B, L, D)
 
     def attend_memory(
         self,
@@ -139,7 +142,7 @@ class MultiHeadAttention(nn.Module):
 
         def project() -> tuple[torch.Tensor, torch.Tensor]:
             k, v = self._heads(self.in_proj.rows(memory, d, 3 * d), 2)  # each (B/G, H, S, E)
-            return k, v
+            return k.contiguous(), v.contiguous()
 
         k, v = project() if state is None else state.cross_keys_values(layer, project)
         # The G rows of sentence n share its keys/values: they attend as G*T query positions of
@@ -147,7 +150,10 @@ class MultiHeadAttention(nn.Module):
         rows = k.size(0)
         x = x.reshape(rows, b // rows * length, d)  # (B/G, G*T, D)
         q = self._heads(self.in_proj.rows(x, 0, d), 1)[0]  # (B/G, H, G*T, E)
-        out = self._attend(q, k, v, mask, causal=False)  # (B/G, H, G*T, E)
+        if state is None:
+            out = self._attend(q, k, v, mask, causal=False)  # (B/G, H, G*T, E)
+        else:  # a decoding step: G queries per row
+            out = attend_few(q, k, v, mask)
         out = out.transpose(1, 2).reshape(b, length, d)  # (B, T, D)
         return self.out_proj(out)
 

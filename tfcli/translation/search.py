@@ -89,9 +89,9 @@ def greedy_search(
     out_score = torch.zeros(b, device=device)
     for step in range(int(limit.max())):
         logits = model.decode(last, memory, src_mask, state)[:, -1].float()  # (N, V)
-        logprobs = torch.log_softmax(logits, -1)
-        best_lp, best = constrain(logprobs, step + 1 >= limit).max(-1)  # (N,)
-        score = score + best_lp
+        lse = torch.logsumexp(logits, -1)  # (N,): log-prob = logit - lse, taken for the best only
+        best_logit, best = constrain(logits, step + 1 >= limit).max(-1)  # (N,)
+        score = score + (best_logit - lse)
         out[rows, step] = best
         done = best == EOS_ID
         if bool(done.any()):
@@ -121,11 +121,14 @@ class _Beams:
         self.out_scores = torch.full((b, k), float("-inf"), device=device)
         self.out_seqs = torch.full((b, k, max_len), PAD_ID, dtype=torch.long, device=device)
 
-    def step(self, cand: torch.Tensor, step: int, alpha: float) -> tuple[torch.Tensor, ...]:
-        """Extend by the candidates' scores cand (N, K*V); -> (from_beam, token), each (N, K)."""
-        k, vocab = self.k, cand.size(1) // self.k
+    def step(
+        self, cand: torch.Tensor, ids: torch.Tensor, step: int, alpha: float
+    ) -> tuple[torch.Tensor, ...]:
+        """Extend by candidates of scores cand (N, K*C), C per beam, of tokens ids (N, K*C);
+        -> (from_beam, token), each (N, K)."""
+        k, per_beam = self.k, cand.size(1) // self.k
         top_s, top_i = cand.topk(2 * k, dim=1)  # (N, 2K)
-        from_beam, token = top_i // vocab, top_i % vocab  # (N, 2K)
+        from_beam, token = top_i // per_beam, ids.gather(1, top_i)  # (N, 2K)
         new_seqs = torch.cat(
             [self.seqs.gather(1, from_beam[:, :, None].expand(-1, -1, step)), token[:, :, None]],
             2,
@@ -158,6 +161,22 @@ class _Beams:
         return keep
 
 
+def _candidates(
+    logits: torch.Tensor, scores: torch.Tensor, at_limit: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The continuations a beam step chooses from: each beam's best C = 2K tokens (a sentence's
+    best 2K continuations are always among them), scored score + log-prob.
+
+    Only those C log-probs are made (logit - logsumexp), not V of them per row.
+    Shape: logits (N*K, V), scores (N, K), at_limit (N*K,) -> scores and token ids, (N, K*C)
+    """
+    n, k = scores.shape
+    lse = torch.logsumexp(logits, -1, keepdim=True)  # (N*K, 1)
+    top, ids = constrain(logits, at_limit).topk(min(2 * k, logits.size(1)), dim=1)  # (N*K, C)
+    cand = top.sub_(lse).add_(scores.view(-1, 1))  # (N*K, C)
+    return cand.view(n, -1), ids.view(n, -1)
+
+
 @torch.inference_mode()
 def beam_search(
     model: Transformer, src: torch.Tensor, decode: DecodeConfig
@@ -179,10 +198,8 @@ def beam_search(
         n = beams.rows.size(0)
         logits = model.decode(last, memory, src_mask, state)[:, -1].float()  # (N*K, V)
         at_limit = (step + 1 >= limit).repeat_interleave(k)  # (N*K,)
-        # score + log-prob of every continuation
-        cand = torch.log_softmax(logits, -1).add_(beams.scores.view(-1, 1))  # (N*K, V)
-        cand = constrain(cand, at_limit).view(n, -1)  # (N, K*V)
-        from_beam, token = beams.step(cand, step, decode.length_penalty)
+        cand, ids = _candidates(logits, beams.scores, at_limit)  # (N, K*C) each
+        from_beam, token = beams.step(cand, ids, step, decode.length_penalty)
         state.reorder((torch.arange(n, device=device)[:, None] * k + from_beam).view(-1))
         last = token.view(-1, 1)  # (N*K, 1)
         done = (beams.fin_count >= k) | (step + 1 >= limit)  # (N,)
