@@ -46,9 +46,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import random
 import statistics
+import subprocess
 import sys
 import warnings
 from collections.abc import Callable
@@ -90,6 +92,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-tokens", type=int, help="padded tokens per batch [train.batch_tokens]")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0: PyTorch's default")
+    p.add_argument(
+        "--systems",
+        default="tfcli,reference,reference-compiled",
+        help="alternating in this process: tfcli, reference, reference-compiled",
+    )
+    p.add_argument(
+        "--no-own-process", action="store_true", help="skip the reference alone in a process"
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-': stdout)")
     return p.parse_args()
 
@@ -240,6 +250,19 @@ class Result:
     mfu: float | None
 
 
+def trainee(name: str, shape: Shape, device: torch.device) -> Trainee:
+    """tfcli's model, the reference, or the reference through torch.compile (dynamic shapes:
+    batches come in many; its compilation falls in the untimed warm-up steps)."""
+    cfg, train = tfcli_config(shape), shape.config.train
+    torch.manual_seed(1)
+    if name == "tfcli":
+        return make_trainee(name, Transformer(cfg, shape.vocab, shape.vocab), train, device)
+    t = make_trainee(name, Reference(cfg, shape.vocab), train, device)
+    if name == "reference-compiled":
+        t.model = torch.compile(t.model, dynamic=True)
+    return t
+
+
 def run_pair(
     shape: Shape,
     precision: str,
@@ -247,14 +270,11 @@ def run_pair(
     warmup: int,
     device: torch.device,
     peak: float | None,
+    systems: list[str],
 ) -> list[Result]:
-    """Train tfcli and the reference on the same batches, alternating steps."""
+    """Train the systems on the same batches, alternating steps."""
     cfg, train = tfcli_config(shape), shape.config.train
-    torch.manual_seed(1)
-    trainees = [
-        make_trainee("tfcli", Transformer(cfg, shape.vocab, shape.vocab), train, device),
-        make_trainee("reference", Reference(cfg, shape.vocab), train, device),
-    ]
+    trainees = [trainee(name, shape, device) for name in systems]
     for i, batch in enumerate(batches):
         batch = batch.to(device)
         for t in trainees:
@@ -290,6 +310,19 @@ def summarize(
         gflops,
         gflops / peak if peak else None,
     )
+
+
+def own_process(args: argparse.Namespace, shape: str, precision: str) -> Result:
+    """The reference alone, in a process of its own, on the same batches."""
+    cmd = [sys.executable, __file__, "--shape", shape, "--precision", precision]
+    cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+    cmd += ["--threads", str(args.threads), "--systems", "reference", "--no-own-process"]
+    if args.batch_tokens:
+        cmd += ["--batch-tokens", str(args.batch_tokens)]
+    proc = subprocess.run([*cmd, "--json", "-"], capture_output=True, text=True, check=True)
+    alone = Result(**json.loads(proc.stdout)["results"][0])
+    alone.system = "reference (own process)"
+    return alone
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -329,6 +362,15 @@ def report(results: list[Result], peak: dict[str, float], info: dict[str, dict])
             f"{name} ({i['config']}): {i['batches']} batches of <= {i['batch_tokens']} padded "
             f"tokens from {i['data']}, padding {100 * i['padding_share']:.1f}%"
         )
+    for (shape, precision, system), r in by_key.items():
+        alone = by_key.get((shape, precision, "reference (own process)"))
+        fp32_alone = by_key.get((shape, "fp32", "reference (own process)"))
+        if system == "tfcli" and alone:
+            line = f"{shape} {precision}: tfcli {r.tokens_per_s / alone.tokens_per_s:.2f}x"
+            line += " the reference alone in its process"
+            if fp32_alone and precision != "fp32":
+                line += f", {r.tokens_per_s / fp32_alone.tokens_per_s:.2f}x its fp32"
+            print(line)
     print(f"{torch.get_num_threads()} threads; medians over timed steps; tok/s = source + target")
 
 
@@ -360,7 +402,14 @@ def main() -> None:
             "padding_share": padding_share(batches),
         }
         for precision in precisions:
-            results += run_pair(shape, precision, batches, args.warmup, device, peak[precision])
+            systems = args.systems.split(",")
+            results += run_pair(
+                shape, precision, batches, args.warmup, device, peak[precision], systems
+            )
+            if not args.no_own_process:
+                alone = own_process(args, name, precision)
+                alone.mfu = alone.gflops / peak[precision]  # against this run's peak
+                results.append(alone)
     with contextlib.redirect_stdout(sys.stderr if args.json == "-" else sys.stdout):
         report(results, peak, info)
     if args.json:

@@ -66,8 +66,19 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     if not pad_rows_for_bf16(x):
         return F.linear(x, weight, bias)
     rows = x.reshape(-1, x.size(-1))  # (M, in)
-    out = F.linear(F.pad(rows, (0, 0, 0, padded_rows(rows))), weight, bias)  # (M + pad, out)
+    out = F.linear(pad_rows(rows), weight, bias)  # (M + pad, out)
     return out[: rows.size(0)].reshape(*x.shape[:-1], weight.size(0))
+
+
+def pad_rows(x: torch.Tensor, value: float = 0) -> torch.Tensor:
+    """x (M, ...) with rows of `value` after it, up to a multiple of BF16_ROWS rows.
+
+    A concatenation writes the added rows only (F.pad fills the whole result first).
+    """
+    extra = padded_rows(x)
+    if extra == 0:
+        return x
+    return torch.cat([x, x.new_full((extra, *x.shape[1:]), value)])
 
 
 class Linear(nn.Linear):

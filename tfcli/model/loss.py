@@ -26,7 +26,7 @@ from torch import nn
 
 from tfcli.data.tokenizer import PAD_ID
 from tfcli.device import autocast_dtype
-from tfcli.model.kernels import pad_rows_for_bf16, padded_rows
+from tfcli.model.kernels import pad_rows, pad_rows_for_bf16
 from tfcli.model.transformer import Transformer
 
 # Logit elements per slice (rows = this / V; 131 rows at 8k words): 4 MB in fp32, which fits
@@ -127,8 +127,7 @@ def output_loss_sum(
         return loss_sum(F.linear(hidden, weight), target, smoothing)
     hidden, target = hidden.flatten(0, 1), target.flatten()  # (M, D), (M,)
     if pad_rows_for_bf16(hidden):  # pad rows: zero loss, no gradient
-        extra = padded_rows(hidden)
-        hidden, target = F.pad(hidden, (0, 0, 0, extra)), F.pad(target, (0, extra), value=PAD_ID)
+        hidden, target = pad_rows(hidden), pad_rows(target, PAD_ID)
     with_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     with torch.autocast(hidden.device.type, enabled=False):
         return _OutputCrossEntropy.apply(hidden, weight, target, smoothing, dtype, with_grad)
