@@ -15,7 +15,6 @@ from tfcli.errors import DataError, TfcliError
 from tfcli.metrics_log import read_metrics
 from tfcli.run_dir import RunDir
 
-
 MARKERS = ("•", "x")  # the curves of a panel apart without colours too
 
 
