@@ -11,7 +11,7 @@ from conftest import random_tgt
 from typer.testing import CliRunner
 
 from tfcli.cli import app
-from tfcli.config import DecodeConfig, ModelConfig, TokenizerConfig
+from tfcli.config import DecodeConfig, TokenizerConfig
 from tfcli.data.batching import pad, pad_sources
 from tfcli.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
 from tfcli.model.transformer import Transformer
@@ -85,23 +85,15 @@ def test_subword_attention_is_summed_into_words():
 
 
 @pytest.fixture(scope="module")
-def copy_translator() -> Translator:
-    """A tiny model trained to copy its input, sentences of distinct words, a piece each."""
+def copy_translator(overfit) -> Translator:
+    """A tiny model trained to copy its input, sentences of distinct words, a piece each; of
+    the memorising model's shape (1+1 layers, width 32, no dropout)."""
     rng = random.Random(0)
     tok = train_tokenizer(
         [" ".join(rng.sample(WORDS, 6)) for _ in range(100)], TokenizerConfig(vocab_size=35)
     )
-    cfg = ModelConfig(
-        d_model=32,
-        heads=2,
-        d_ff=64,
-        encoder_layers=1,
-        decoder_layers=1,
-        dropout=0.0,
-        max_positions=64,
-    )
     torch.manual_seed(0)
-    model = Transformer(cfg, len(tok), len(tok))
+    model = Transformer(overfit.model.cfg, len(tok), len(tok))
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     for _ in range(600):
         batch = tok.encode([" ".join(rng.sample(WORDS, rng.randint(3, 7))) for _ in range(32)])
