@@ -246,6 +246,13 @@ def test_a_wrong_field_is_a_400_that_names_it(server, payload, error):
     assert post(server.url + "/translate", payload) == (400, {"error": error})
 
 
+def test_text_that_is_not_unicode_is_a_400(server):
+    body = b'{"q": ["fine", "\\ud800"], "target": "en"}'  # JSON lets a lone surrogate through
+    status, answer = request(server.url + "/translate", body, {"Content-Type": "application/json"})
+    assert (status, answer) == (400, {"error": "q.1: not valid Unicode (a lone surrogate)"})
+    assert get(server.url + "/health")[0] == 200  # and the server goes on
+
+
 def test_wrong_native_fields_are_400s(server):
     assert post(server.url + "/v1/translate", {"text": "x", "beam": 0}) == (
         400,

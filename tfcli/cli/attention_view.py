@@ -67,7 +67,12 @@ class AttentionView:
 
 
 def translate_with_attention(
-    lines: list[str], model: Path | None, output: Path | None, settings: dict, view: AttentionView
+    lines: list[str],
+    model: Path | None,
+    output: Path | None,
+    compile: bool,
+    settings: dict,
+    view: AttentionView,
 ) -> None:
     """Translate `lines` and show their attention as `view` asks.
 
@@ -77,7 +82,7 @@ def translate_with_attention(
     from tfcli.translation.attention import attention_maps
     from tfcli.translation.translator import load_translator
 
-    translator = load_translator(resolve_run(model), **settings)
+    translator = load_translator(resolve_run(model), compile, **settings)
     cfg = translator.model.cfg
     view.check(cfg.decoder_layers, cfg.heads)
     nbest = translator.translate_nbest(lines)

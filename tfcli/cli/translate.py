@@ -63,7 +63,8 @@ def translate(
     view = attention_view.AttentionView(show_attention, layer, head, attention_out, alignment)
     if view.wanted:
         lines = read_input(text, input_)
-        run(lambda: attention_view.translate_with_attention(lines, model, output, settings, view))
+        show = attention_view.translate_with_attention
+        run(lambda: show(lines, model, output, compile_, settings, view))
         return
     run(lambda: translate_lines(read_input(text, input_), model, output, compile_, settings))
 

@@ -41,6 +41,7 @@ def create_app(translator: Translator, settings: ServeConfig, facts: dict[str, A
     app = FastAPI(title="tfcli", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_exception_handler(RequestError, _refused)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
     app.add_api_route("/translate", service.libretranslate, methods=["POST"])
     app.add_api_route("/v1/translate", service.native, methods=["POST"])
     app.add_api_route("/languages", service.languages, methods=["GET"])
@@ -58,6 +59,11 @@ async def _http_error(request: Request, e: Exception) -> JSONResponse:
     """Starlette's own errors (404, 405) in the same shape as ours."""
     assert isinstance(e, HTTPException)
     return JSONResponse({"error": str(e.detail)}, status_code=e.status_code)
+
+
+async def _internal_error(request: Request, e: Exception) -> JSONResponse:
+    """A failure of ours (logged by the worker or uvicorn), still answered in JSON."""
+    return JSONResponse({"error": f"internal error: {type(e).__name__}"}, status_code=500)
 
 
 class Service:
@@ -133,7 +139,7 @@ class Service:
 
     async def _translate(self, texts: list[str], search: DecodeConfig, alignment: bool, field: str):
         """Each text's line results, from the worker."""
-        schemas.check_size(texts, field, self.settings.max_chars, self.settings.max_lines)
+        schemas.check_texts(texts, field, self.settings.max_chars, self.settings.max_lines)
         lines, counts = schemas.split_lines(texts)
         try:
             results = await asyncio.wrap_future(self.worker.submit(Job(lines, search, alignment)))

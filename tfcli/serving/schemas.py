@@ -104,13 +104,20 @@ def texts_of(q: str | list[str]) -> list[str]:
     return [q] if isinstance(q, str) else q
 
 
-def check_size(texts: list[str], field: str, max_chars: int, max_lines: int) -> None:
-    """413 for more texts or characters than the server takes."""
+def check_texts(texts: list[str], field: str, max_chars: int, max_lines: int) -> None:
+    """413 for more texts or characters than the server takes; 400 for text that is not
+    Unicode (JSON lets a lone surrogate through, "\\ud800")."""
     if len(texts) > max_lines:
         raise RequestError(413, f"{field}: {len(texts)} texts; at most {max_lines} a request")
     chars = sum(map(len, texts))
     if chars > max_chars:
         raise RequestError(413, f"{field}: {chars} characters; at most {max_chars} a request")
+    for n, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            where = field if len(texts) == 1 else f"{field}.{n}"
+            raise RequestError(400, f"{where}: not valid Unicode (a lone surrogate)") from None
 
 
 def split_lines(texts: list[str]) -> tuple[list[str], list[int]]:

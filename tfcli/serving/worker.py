@@ -89,12 +89,17 @@ class BatchWorker:
     # --- the thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            batch, stop = self._collect()
-            if batch:
+        stop = False
+        while not stop:
+            batch: list[Job] = []
+            try:
+                batch, stop = self._collect()
                 self._translate(batch)
-            if stop:
-                break
+            except Exception as e:  # whatever went wrong, the jobs taken get their answer
+                log.exception("batch failed")
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(e)
         self._fail_waiting()
 
     def _take(self, timeout: float | None) -> object:
@@ -108,8 +113,11 @@ class BatchWorker:
         else:
             item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
         if isinstance(item, Job):
-            ids = self.translator.src_tokenizer.encode(item.lines)  # for the budget: before cuts
-            item.tokens = sum(len(seq) + 1 for seq in ids)
+            try:
+                ids = self.translator.src_tokenizer.encode(item.lines)  # before cuts: a budget
+                item.tokens = sum(len(seq) + 1 for seq in ids)
+            except Exception as e:  # the job is answered now, and left out of the batch
+                item.future.set_exception(e)
         return item
 
     def _collect(self) -> tuple[list[Job], bool]:
@@ -135,6 +143,9 @@ class BatchWorker:
 
     def _translate(self, batch: Sequence[Job]) -> None:
         """Jobs with the same settings in one call each; every future gets its answer."""
+        batch = [job for job in batch if not job.future.done()]
+        if not batch:
+            return
         self.batches += 1
         self.requests += len(batch)
         self.translating = len(batch)
