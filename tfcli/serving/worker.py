@@ -73,7 +73,10 @@ class BatchWorker:
         with self._lock:
             self._stopping = True
             self._queue.put(_STOP)
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
+        else:  # never started: nothing was translated
+            self._fail_waiting()
 
     @property
     def waiting(self) -> int:
@@ -143,7 +146,11 @@ class BatchWorker:
 
     def _translate(self, batch: Sequence[Job]) -> None:
         """Jobs with the same settings in one call each; every future gets its answer."""
-        batch = [job for job in batch if not job.future.done()]
+        # a job answered already (its text could not be read) or given up by its client (the
+        # connection closed) is left out; the others can no longer be cancelled
+        batch = [
+            j for j in batch if not j.future.done() and j.future.set_running_or_notify_cancel()
+        ]
         if not batch:
             return
         self.batches += 1
