@@ -8,6 +8,7 @@ run code. Writes are atomic: a temporary file in the same directory, then a rena
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,16 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: str | Path, with_state: bool = True) -> Checkpoint:
-    """Read a checkpoint safely; anything but tensors and plain data is refused."""
+def load_checkpoint(path: str | Path, with_state: bool = True, mmap: bool = False) -> Checkpoint:
+    """Read a checkpoint safely; anything but tensors and plain data is refused.
+
+    `mmap` maps the tensors instead of reading them: for looking at a checkpoint, not using it.
+    """
     path = Path(path)
+    if mmap and path.is_file() and not zipfile.is_zipfile(path):  # what torch.save writes
+        raise CheckpointError(f"{path}: not a tfcli checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except OSError as e:
         raise CheckpointError(read_error(path, e, "checkpoint")) from None
     except Exception as e:  # a file that is not a checkpoint can make the unpickler raise anything

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tfcli.cli import options
+from tfcli.cli import attention_view, options
 from tfcli.cli.app import app, resolve_run, run, setup_logging
 from tfcli.cli.lines import read_input, write_output
 
@@ -44,16 +44,28 @@ def translate(
     compile_: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model (slow start).")
     ] = False,
+    show_attention: attention_view.ShowAttention = False,
+    layer: attention_view.Layer = None,
+    head: attention_view.Head = None,
+    attention_out: attention_view.AttentionOut = None,
+    alignment: attention_view.Alignment = False,
 ) -> None:
     """Translate sentences: one output line per input line, in order.
 
     [bold]Examples:[/]
       tfcli translate -m runs/quickstart "Guten Morgen."
       cat input.de | tfcli translate -m runs/quickstart > output.en
+      tfcli translate -m runs/quickstart --show-attention --alignment "Guten Morgen."
     """
     setup_logging(False)
     settings = dict(beam=beam, n_best=n_best, batch_tokens=batch_tokens or batch_size)
     settings |= dict(device=device, precision=precision)
+    view = attention_view.AttentionView(show_attention, layer, head, attention_out, alignment)
+    if view.wanted:
+        lines = read_input(text, input_)
+        show = attention_view.translate_with_attention
+        run(lambda: show(lines, model, output, compile_, settings, view))
+        return
     run(lambda: translate_lines(read_input(text, input_), model, output, compile_, settings))
 
 

@@ -170,6 +170,26 @@ class DecodeConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """`tfcli serve`: its command-line options, with their defaults (not a YAML section)."""
+
+    SECTION: ClassVar[str] = "serve"
+
+    host: str = opt("127.0.0.1", "address to listen on; 0.0.0.0: every interface")
+    port: int = opt(8000, "TCP port; 0: any free one", 0, 65535)
+    max_chars: int = opt(100_000, "most characters of text in one request (more: 413)", 1)
+    max_lines: int = opt(1_000, "most texts in one request (more: 413)", 1)
+    batch_wait_ms: float = opt(5.0, "how long an idle worker waits for requests to join", 0, 1000)
+    batch_requests: int = opt(256, "most requests translated together; 1: one at a time", 1)
+    api_key: str | None = opt(None, "key every request must carry; null: none")
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.SECTION)
+        if self.api_key == "":
+            raise ConfigError("serve.api_key: empty; give a key or none")
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole experiment."""
 

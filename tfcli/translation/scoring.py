@@ -50,3 +50,13 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     from sacrebleu.metrics import BLEU
 
     return BLEU().corpus_score(list(hypotheses), [list(references)]).score
+
+
+def bleu_signature() -> str:
+    """The sacrebleu signature of `bleu` (sacrebleu names it once it has counted the
+    references: one per sentence)."""
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU()
+    metric.corpus_score([""], [[""]])
+    return str(metric.get_signature())

@@ -60,7 +60,7 @@ class Translator:
     def translate_nbest(self, lines: Sequence[str]) -> list[list[TextHypothesis]]:
         """The n-best translations (settings.n_best) of each line, in input order; an empty
         line gets an empty list."""
-        ids = self._encode(lines)
+        ids = self.encode(lines)
         results: list[list[TextHypothesis]] = [[] for _ in lines]
         order = sorted((i for i, seq in enumerate(ids) if seq), key=lambda i: len(ids[i]))
         sizes = [len(seq) + 1 for seq in ids]  # + EOS
@@ -76,7 +76,7 @@ class Translator:
     def _text(self, hyp: Hypothesis) -> TextHypothesis:
         return TextHypothesis(self.tgt_tokenizer.decode(hyp.tokens), hyp.score, hyp.tokens)
 
-    def _encode(self, lines: Sequence[str]) -> list[list[int]]:
+    def encode(self, lines: Sequence[str]) -> list[list[int]]:
         """Subword ids per line; empty lines stay empty, long lines are cut to fit."""
         limit = self.model.cfg.max_positions - 1  # room for EOS
         ids = self.src_tokenizer.encode([line.strip() for line in lines])

@@ -1,0 +1,75 @@
+"""The serving worker on its own: batches within the token budget, every job answered."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tfcli.serving.worker import BatchWorker, Job, ShuttingDown
+from tfcli.translation.translator import load_translator
+
+
+@pytest.fixture
+def translator(memorized_run):
+    return load_translator(memorized_run)
+
+
+def _texts(job: Job) -> list[str]:
+    return [r.hypotheses[0].text if r.hypotheses else "" for r in job.future.result(timeout=60)]
+
+
+def test_jobs_waiting_together_are_one_batch_and_get_their_own_lines(translator, overfit):
+    worker = BatchWorker(translator, wait_s=0.0, max_requests=64)
+    jobs = [
+        Job([s, "", overfit.sources[(n + 1) % 4]], translator.settings)
+        for n, s in enumerate(overfit.sources)
+    ]
+    for job in jobs:
+        worker.submit(job)  # all waiting before the worker starts
+    worker.start()
+    for n, job in enumerate(jobs):
+        assert _texts(job) == [overfit.translations[n], "", overfit.translations[(n + 1) % 4]]
+    worker.stop()
+    assert (worker.requests, worker.batches) == (4, 1)
+
+
+def test_the_token_budget_cuts_batches(translator, overfit):
+    small = dataclasses.replace(
+        translator, settings=dataclasses.replace(translator.settings, batch_tokens=16)
+    )
+    worker = BatchWorker(small, wait_s=0.0, max_requests=64)
+    jobs = [Job([s], small.settings) for s in overfit.sources]  # about 9 tokens each
+    for job in jobs:
+        worker.submit(job)
+    worker.start()
+    assert [_texts(job)[0] for job in jobs] == overfit.translations
+    worker.stop()
+    assert (worker.requests, worker.batches) == (4, 4)
+
+
+def test_a_job_given_up_is_skipped_and_the_others_answered(translator, overfit):
+    worker = BatchWorker(translator, wait_s=0.0, max_requests=64)
+    jobs = [Job([s], translator.settings) for s in overfit.sources[:3]]
+    for job in jobs:
+        worker.submit(job)
+    jobs[1].future.cancel()  # as when the client's connection closes
+    worker.start()
+    assert (
+        _texts(jobs[0]) == overfit.translations[:1] and _texts(jobs[2]) == overfit.translations[2:3]
+    )
+    worker.stop()
+    assert worker.requests == 2
+
+
+def test_jobs_still_waiting_at_the_stop_fail_and_new_ones_are_refused(translator, overfit):
+    worker = BatchWorker(translator, wait_s=0.0, max_requests=1)
+    jobs = [Job([s], translator.settings) for s in overfit.sources[:2]]
+    for job in jobs:
+        worker.submit(job)
+    worker.stop()
+    for job in jobs:
+        with pytest.raises(ShuttingDown):
+            job.future.result(timeout=60)
+    with pytest.raises(ShuttingDown):
+        worker.submit(Job([overfit.sources[0]], translator.settings))
