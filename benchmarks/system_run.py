@@ -84,7 +84,7 @@ class Tfcli:
         t = self.translator
         settings = dataclasses.replace(t.settings, max_len_a=0.0, max_len_b=limit)
         src = pad_sources(batch).to(t.device)
-        with precision_scope(t.device, t._autocast):
+        with precision_scope(t.device, t.autocast_precision):
             return [h[0].tokens for h in search(t.model, src, settings)]
 
     def text(self, out: list[int]) -> str:

@@ -21,7 +21,7 @@ import torch
 
 from tfcli.data.batching import pad, pad_sources, token_batches
 from tfcli.data.tokenizer import BOS_ID, EOS_ID, Tokenizer
-from tfcli.model.kernels import linear, precision_scope
+from tfcli.model.kernels import precision_scope
 from tfcli.model.layers import MultiHeadAttention
 from tfcli.model.transformer import Transformer
 from tfcli.translation.translator import TextHypothesis, Translator
@@ -54,11 +54,10 @@ def cross_attention_weights(
     Shape: x (B, T, D), memory (B, S, D), mask (B, 1, 1, S) True = may attend -> (B, H, T, S)
     """
     b, t, d = x.shape
-    w, bias = attn.in_proj.weight, attn.in_proj.bias
     h, e = attn.heads, attn.head_size
-    q = linear(x, w[:d], bias[:d]).view(b, t, h, e).transpose(1, 2)  # (B, H, T, E)
-    k = linear(memory, w[d : 2 * d], bias[d : 2 * d])  # (B, S, D)
-    k = k.view(b, memory.size(1), h, e).transpose(1, 2)  # (B, H, S, E)
+    q = attn.in_proj.rows(x, 0, d).view(b, t, h, e).transpose(1, 2)  # (B, H, T, E)
+    k = attn.in_proj.rows(memory, d, 3 * d)[..., :d]  # (B, S, D): W_k of the fused W_k, W_v
+    k = k.reshape(b, memory.size(1), h, e).transpose(1, 2)  # (B, H, S, E)
     scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(e)  # (B, H, T, S)
     return scores.masked_fill(~mask, float("-inf")).softmax(-1)
 
@@ -112,7 +111,7 @@ def attention_maps(
         src = pad_sources([sources[n] for n, _ in batch]).to(translator.device)  # (B, S)
         tgt = [hypotheses[n][k].tokens for n, k in batch]
         tgt_in = pad(tgt, first=BOS_ID).to(translator.device)  # (B, T)
-        with precision_scope(translator.device, translator.precision):
+        with precision_scope(translator.device, translator.autocast_precision):
             _, weights = teacher_forced_attention(translator.model, src, tgt_in)
         weights = weights.float().cpu()  # (Y, B, H, T, S)
         for row, (n, k) in enumerate(batch):

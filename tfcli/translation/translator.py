@@ -48,7 +48,7 @@ class Translator:
     precision: str  # resolved: fp32, bf16, fp16 or int8
 
     @property
-    def _autocast(self) -> str:
+    def autocast_precision(self) -> str:
         """The precision to autocast to: none (fp32) when the weights are already in theirs."""
         dtype = self.model.encoder.embed.tokens.weight.dtype
         return "fp32" if self.precision == "int8" or dtype != torch.float32 else self.precision
@@ -67,7 +67,7 @@ class Translator:
         s = self.settings
         for rows in token_batches(order, sizes, s.batch_tokens, s.batch_sentences):
             src = pad_sources([ids[i] for i in rows]).to(self.device)
-            with precision_scope(self.device, self._autocast):
+            with precision_scope(self.device, self.autocast_precision):
                 hyps = search(self.model, src, s)
             for row, sent in zip(rows, hyps):
                 results[row] = [self._text(h) for h in sent]
