@@ -6,7 +6,6 @@ bundled corpus, with a sentencepiece model trained once for the module.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -15,15 +14,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from train_runs import assert_same_training_state, assert_same_weights, kind, records, steps_of
 
 from tfcli.checkpoint import load_checkpoint
-from tfcli.config import Config, TokenizerConfig, load_config
+from tfcli.config import load_config
 from tfcli.data.batching import batch_by_tokens
 from tfcli.data.pairs import make_examples
 from tfcli.data.text import read_parallel
-from tfcli.data.tokenizer import Tokenizer, train_tokenizer
-from tfcli.errors import CheckpointError
+from tfcli.data.tokenizer import Tokenizer
+from tfcli.errors import ConfigError
 from tfcli.run_dir import RunDir
 from tfcli.training.optim import learning_rate
 from tfcli.training.trainer import train
@@ -58,58 +57,17 @@ def test_constant_schedule_holds_the_peak_after_warmup():
 # --- training runs ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def spm_model(tmp_path_factory, tiny_corpus) -> Path:
-    """The tiny config's sentencepiece model, trained once for all runs of this module."""
-    src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
-    path = tmp_path_factory.mktemp("spm") / "spm.model"
-    train_tokenizer(src + tgt, TokenizerConfig(vocab_size=500)).save(path)
-    return path
-
-
-@pytest.fixture
-def make_cfg(tiny_config, spm_model):
-    """make_cfg(*overrides) -> the tiny config with the shared tokenizer and no test set."""
-
-    def make(*overrides: str) -> Config:
-        base = [f"tokenizer.model={spm_model}", "data.test=null"]
-        return load_config(tiny_config, [*base, *overrides])
-
-    return make
-
-
 @pytest.fixture
 def train_log(caplog):
     caplog.set_level(logging.INFO, logger="tfcli")
     return caplog
 
 
-def records(run_dir: Path) -> list[dict]:
-    text = (run_dir / "metrics.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def steps_of(run_dir: Path) -> list[int]:
-    return [r["step"] for r in records(run_dir) if "test" not in r]
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = load_checkpoint(a).model, load_checkpoint(b).model
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        assert torch.equal(wa[key], wb[key]), key
-
-
-def _reject(constant: str) -> None:
-    raise ValueError(f"{constant} is not JSON")
-
-
 def test_metrics_are_strict_json(tmp_path, make_cfg):
     # a validation before the first logged training loss (valid_every < log_every)
     run = tmp_path / "run"
     train(make_cfg("train.max_steps=2", "train.valid_every=1", "train.log_every=5"), run)
-    for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        json.loads(line, parse_constant=_reject)
+    assert [r["train_loss"] for r in records(run)] == [None, None]  # records() is strict
 
 
 # 8 batches an epoch: the resumed part crosses into the second epoch
@@ -133,24 +91,27 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path, make_cfg):
     train(make_cfg(*RESUME, "train.max_steps=6"), resumed)
     train(make_cfg(*RESUME, "train.max_steps=10"), resumed)
     train(make_cfg(*RESUME, "train.max_steps=10"), straight)
-    assert_same_weights(RunDir(resumed).last, RunDir(straight).last)
     # the optimizer state was restored, not started afresh
-    opt_a = load_checkpoint(RunDir(resumed).last).state["optimizer"]["state"]
-    opt_b = load_checkpoint(RunDir(straight).last).state["optimizer"]["state"]
-    for param in opt_b:
-        for name, value in opt_b[param].items():
-            assert torch.equal(opt_a[param][name], value), (param, name)
+    assert_same_training_state(RunDir(resumed).last, RunDir(straight).last)
 
 
 @pytest.mark.parametrize(
-    ("section", "change"), [("model", "model.d_ff=128"), ("tokenizer", "tokenizer.vocab_size=300")]
+    ("change", "message"),
+    [
+        ("model.d_ff=128", "model.d_ff is 64 in this run, 128 now"),
+        ("tokenizer.vocab_size=300", "tokenizer.vocab_size is 500 in this run, 300 now"),
+        ("train.batch_tokens=1000", "train.batch_tokens is 600 in this run, 1000 now"),
+        ("train.seed=2", "train.seed is 1 in this run, 2 now"),
+        ("train.accumulate=2", "train.accumulate is 1 in this run, 2 now"),
+        ("data.max_len=32", "data.max_len is 64 in this run, 32 now"),
+    ],
 )
-def test_resume_with_another_model_or_tokenizer_section_is_refused(
-    tmp_path, make_cfg, section, change
+def test_resume_with_a_changed_model_tokenizer_data_or_batches_is_refused(
+    tmp_path, make_cfg, change, message
 ):
     run = tmp_path / "run"
     train(make_cfg("train.max_steps=2"), run)
-    with pytest.raises(CheckpointError, match=f"different {section} settings"):
+    with pytest.raises(ConfigError, match=message):
         train(make_cfg("train.max_steps=4", change), run)
     assert load_checkpoint(RunDir(run).last).step == 2
 
@@ -158,7 +119,7 @@ def test_resume_with_another_model_or_tokenizer_section_is_refused(
 def test_refused_resume_leaves_the_run_config_alone(tmp_path, make_cfg):
     run = tmp_path / "run"
     train(make_cfg("train.max_steps=2"), run)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(ConfigError):
         train(make_cfg("train.max_steps=4", "model.d_ff=128"), run)
     # config.yaml still describes the checkpoints in the run directory
     assert load_config(run / "config.yaml").model == load_checkpoint(RunDir(run).last).config.model
@@ -174,7 +135,7 @@ def test_same_seed_gives_the_same_weights(tmp_path, make_cfg):
 def test_keep_best_keeps_the_best_checkpoints(tmp_path, make_cfg):
     run = tmp_path / "run"
     train(make_cfg("train.keep_best=2", "train.valid_every=2", "train.max_steps=10"), run)
-    bleu = {r["step"]: r["dev_bleu"] for r in records(run)}
+    bleu = {r["step"]: r["dev_bleu"] for r in records(run) if kind(r) == "valid"}
     assert sorted(bleu) == [2, 4, 6, 8, 10]
     kept = {int(p.stem.removeprefix("checkpoint_step")) for p in run.glob("checkpoint_step*.pt")}
     assert len(kept) == 2
@@ -273,7 +234,7 @@ def test_torchrun_trains_with_two_processes(tmp_path, tiny_config, spm_model):
     assert rc == 0, err
     assert load_checkpoint(RunDir(run).last).step == 4
     assert steps_of(run) == [2, 4]  # rank 0 alone validates and writes
-    assert sum("test" in r for r in records(run)) == 1
+    assert steps_of(run, "test") == [4]
     assert out.count("test BLEU") == 1
     assert not list(run.glob(".*.tmp*"))
 

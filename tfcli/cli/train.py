@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from tfcli.cli import options
 from tfcli.cli.app import app, err, run, setup_logging
+
+InitFrom = Annotated[
+    Optional[str],  # noqa: UP045 - Typer reads the annotation at runtime
+    typer.Option(
+        "--init-from",
+        help="Fine-tune: start from this run's (or checkpoint's) model \\[train.init_from].",
+    ),
+]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="Start the run directory again from step 0, removing what it holds."
+    ),
+]
 
 
 @app.command()
@@ -16,9 +31,13 @@ def train(
     config: Annotated[Path, typer.Argument(help="YAML config file.", dir_okay=False)],
     set_: options.Overrides = None,
     output_dir: options.OutputDir = None,
+    init_from: InitFrom = None,
+    overwrite: Overwrite = False,
     quiet: options.Quiet = False,
 ) -> None:
     """Train a model; re-running on an existing run directory resumes it.
+
+    SIGTERM or Ctrl-C saves the run and exits (143, 130); the same command resumes it.
 
     [bold]Example:[/] tfcli train configs/quickstart.yaml --set train.max_minutes=5
     """
@@ -27,14 +46,37 @@ def train(
     from tfcli.config import load_config
 
     cfg = run(lambda: load_config(config, set_ or []))
+    if init_from is not None:
+        t = run(lambda: dataclasses.replace(cfg.train, init_from=init_from))
+        cfg = dataclasses.replace(cfg, train=t)
     run_dir = output_dir or Path("runs") / config.stem
+    from tfcli.errors import TfcliError
     from tfcli.training.distributed import Distributed
+    from tfcli.training.signals import TrainingStopped
     from tfcli.training.trainer import train as train_run
 
-    with TrainProgress(err, enabled=not quiet) as progress:
-        result = run(lambda: train_run(cfg, run_dir, progress))
-    if not Distributed().main:
-        return  # under torchrun, process 0 reports
+    main = Distributed().main  # under torchrun, process 0 reports
+
+    def train_here(progress: TrainProgress):  # noqa: ANN202 - a TrainResult
+        try:
+            return train_run(cfg, run_dir, progress, overwrite)
+        except TfcliError:
+            if main:
+                raise
+            raise typer.Exit(1) from None  # process 0 says why
+
+    try:
+        with TrainProgress(err, enabled=not quiet and main) as progress:
+            result = run(lambda: train_here(progress))
+    except TrainingStopped as stopped:
+        if main:
+            err.print(str(stopped), highlight=False)
+        raise typer.Exit(stopped.exit_code) from None
+    if not main:
+        return
+    if result.message is not None:
+        err.print(result.message, highlight=False)
+        return
     print_train_summary(err, result)
     if result.test is not None:
         typer.echo(f"test BLEU {result.test['bleu']:.2f}  chrF {result.test['chrf']:.2f}")

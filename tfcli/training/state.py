@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Progress(Protocol):
@@ -15,12 +15,29 @@ class Progress(Protocol):
 
 @dataclass
 class TrainState:
-    """Where training is, beyond the weights and the optimizer: what resuming needs."""
+    """Where training is, beyond the weights and the optimizer: what resuming needs.
+
+    A checkpoint holds these as plain keys of its training state (the step is the
+    checkpoint's own); a key an older checkpoint lacks keeps its default.
+    """
 
     step: int = 0
     epoch: int = 0
-    batch_in_epoch: int = 0
-    elapsed: float = 0.0
+    batch_in_epoch: int = 0  # batches of this process's share of the epoch already trained on
+    epoch_batches: int = 0  # the size of that share: the batches stay what they were
+    elapsed: float = 0.0  # training time up to the checkpoint, in seconds
+    last_validated: int = -1  # the step of the last complete validation
+    finished: bool = False  # the end of the run (averaging, test set) is done too
+    lr_offset: int = 0  # the schedule runs at step + lr_offset (fine-tuning with its optimizer)
+    nonfinite: int = 0  # updates skipped in a row for a loss or gradient that was not finite
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "step"}
+
+    @classmethod
+    def from_state_dict(cls, step: int, state: dict[str, Any]) -> TrainState:
+        kept = {f.name: type(f.default)(state[f.name]) for f in fields(cls) if f.name in state}
+        return cls(**(kept | {"step": step}))
 
 
 @dataclass(frozen=True)
@@ -32,3 +49,4 @@ class TrainResult:
     best_bleu: float | None
     test: dict[str, object] | None
     samples: list[tuple[str, str, str]] = field(default_factory=list)  # (source, reference, output)
+    message: str | None = None  # why nothing was trained: the run was finished already

@@ -6,12 +6,14 @@ Rank 0 calls these on its own; nothing here talks to other processes.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from tfcli.atomic import append_line, write_text_atomic
 from tfcli.data.batching import Batch
 from tfcli.model.kernels import precision_scope
 from tfcli.model.loss import LabelSmoothedLoss
@@ -26,10 +28,19 @@ SAMPLES = 5  # test sentences shown after training
 EvalSet = tuple[list[str], list[str]]
 
 
+def strict(value: object) -> object:
+    """`value` for strict JSON: a float that is not finite (NaN, inf) becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    return value
+
+
 def append_metrics(path: Path, record: dict[str, object]) -> None:
-    """One JSON record per line of the metrics log."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    """One strict JSON record per line of the metrics log, durable before the checkpoint that
+    counts it is written. Records are typed by "kind": "train", "valid" or "test"."""
+    append_line(path, json.dumps(strict(record), allow_nan=False), "metrics log")
 
 
 @torch.no_grad()
@@ -62,8 +73,8 @@ def translate_test_set(
     t0 = time.monotonic()
     hyps = translator.translate(test[0])
     result = score(hyps, test[1]).as_dict() | {"decode_s": round(time.monotonic() - t0, 1)}
-    run.test_hyp.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-    append_metrics(run.metrics, {"step": step, "test": result})
+    write_text_atomic(run.test_hyp, "".join(h + "\n" for h in hyps), "test translations")
+    append_metrics(run.metrics, {"kind": "test", "step": step, "test": result})
     every = max(1, len(hyps) // SAMPLES)
     picks = range(0, min(len(hyps), every * SAMPLES), every)
     return result, [(test[0][i], test[1][i], hyps[i]) for i in picks]

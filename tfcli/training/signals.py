@@ -1,0 +1,81 @@
+"""Stopping a run on a signal without losing it.
+
+SIGTERM (preemption, `docker stop`, Slurm) and a first SIGINT (Ctrl-C) ask training to stop:
+the loop finishes the update it is in, writes checkpoint_last.pt and raises `TrainingStopped`
+(exit code 128 + the signal: 143, 130). Inside `interruptible()` (validation and test
+decoding, which write nothing until they are done) the signal raises `Interrupted` at once
+instead. A second SIGINT stops at once (KeyboardInterrupt), since every file of the run is
+written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType, TracebackType
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Interrupted(Exception):
+    """A stop signal arrived during work that can be dropped and redone."""
+
+
+class TrainingStopped(Exception):
+    """Training stopped on a signal after saving; rerunning the command resumes it."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        super().__init__(f"stopped at step {step}; rerun the same command to resume")
+        self.step, self.signum = step, signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class StopSignals:
+    """Catches SIGTERM and SIGINT while training (a context manager; main thread only)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._interruptible = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received).name if self.received else ""
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now
+        if self.received is None:
+            self.received = signum
+        if self._interruptible:
+            raise Interrupted
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A stop signal raises `Interrupted` in here (at once if one came already)."""
+        if self.received is not None:
+            raise Interrupted
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
