@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from train_runs import assert_same_training_state, assert_same_weights, kind, records, steps_of
 
 from tfcli.checkpoint import load_checkpoint
@@ -222,21 +223,65 @@ def torchrun(tmp_path: Path, config: Path, *overrides: str, timeout: float = 60)
     return proc.returncode, out.read_text(), err.read_text()
 
 
-def test_torchrun_trains_with_two_processes(tmp_path, tiny_config, spm_model):
-    run = tmp_path / "run"
+DDP = ("train.batch_tokens=1500", "train.valid_every=3", f"train.max_steps={6}")
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory, tiny_config, spm_model) -> tuple[Path, str]:
+    """A torchrun run of two processes with dropout 0.1 and the test set: (run, stdout)."""
+    tmp = tmp_path_factory.mktemp("ddp")
     rc, out, err = torchrun(
-        tmp_path,
-        tiny_config,
-        "train.max_steps=4",
-        "train.valid_every=2",
-        f"tokenizer.model={spm_model}",
+        tmp, tiny_config, f"tokenizer.model={spm_model}", "model.dropout=0.1", *DDP
     )
     assert rc == 0, err
-    assert load_checkpoint(RunDir(run).last).step == 4
-    assert steps_of(run) == [2, 4]  # rank 0 alone validates and writes
-    assert steps_of(run, "test") == [4]
+    return tmp / "run", out
+
+
+def test_torchrun_trains_with_two_processes(ddp_run):
+    run, out = ddp_run
+    assert load_checkpoint(RunDir(run).last).step == 6
+    assert steps_of(run) == [3, 6]  # rank 0 alone validates and writes
+    assert steps_of(run, "test") == [6]
     assert out.count("test BLEU") == 1
     assert not list(run.glob(".*.tmp*"))
+
+
+def test_torchrun_processes_draw_their_own_dropout_and_resume_bitwise(
+    tmp_path, ddp_run, tiny_config, spm_model
+):
+    sets = (f"tokenizer.model={spm_model}", "model.dropout=0.1", *DDP, "data.test=null")
+    rc, _, err = torchrun(tmp_path, tiny_config, *sets, "train.max_steps=3")
+    assert rc == 0, err
+    rc, _, err = torchrun(tmp_path, tiny_config, *sets)  # every process loads the checkpoint
+    assert rc == 0, err
+    assert_same_training_state(RunDir(tmp_path / "run").last, RunDir(ddp_run[0]).last)
+    ranks = load_checkpoint(RunDir(tmp_path / "run").last).state["ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])
+
+
+def test_torchrun_equals_one_process_with_accumulate_2(
+    tmp_path, tiny_config, spm_model, tiny_corpus
+):
+    # the loss is normalised by the target tokens of both processes' batches, so two processes
+    # make the update one process makes over the same two batches; an odd number of batches
+    # cannot be split evenly: the last one is left out by both, the processes agree on the end
+    tok = Tokenizer.load(spm_model)
+    src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
+    examples, _ = make_examples(src, tgt, tok, tok, load_config(tiny_config).data.max_len)
+    sizes = {n: len(batch_by_tokens(examples, n)) for n in range(1600, 3200, 100)}
+    batch_tokens, batches = next((n, b) for n, b in sizes.items() if b % 2)
+    sets = [f"tokenizer.model={spm_model}", "data.test=null", f"train.batch_tokens={batch_tokens}"]
+    sets += ["train.max_epochs=1", "train.max_steps=100", "train.valid_every=2"]
+    rc, _, err = torchrun(tmp_path, tiny_config, *sets, timeout=30)
+    assert rc == 0, err
+    one = tmp_path / "one"
+    train(load_config(tiny_config, [*sets, "train.accumulate=2"]), one)
+    a, b = load_checkpoint(RunDir(tmp_path / "run").last), load_checkpoint(RunDir(one).last)
+    assert a.step == b.step == batches // 2
+    for key in b.model:  # float tolerance: the sum of two gradients in another order
+        torch.testing.assert_close(a.model[key], b.model[key], rtol=1e-5, atol=1e-7)
+    dev_a = [r["dev_loss"] for r in records(tmp_path / "run") if kind(r) == "valid"]
+    assert dev_a == pytest.approx([r["dev_loss"] for r in records(one) if kind(r) == "valid"])
 
 
 def test_torchrun_processes_stop_together(tmp_path, tiny_config, spm_model):
@@ -255,27 +300,3 @@ def test_torchrun_processes_stop_together(tmp_path, tiny_config, spm_model):
     )
     assert rc == 0, err
     assert load_checkpoint(RunDir(run).last).step == 4
-
-
-def test_torchrun_processes_agree_on_the_end_of_an_epoch(
-    tmp_path, tiny_config, spm_model, tiny_corpus
-):
-    # an odd number of batches cannot be split evenly between two processes
-    tok = Tokenizer.load(spm_model)
-    src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
-    examples, _ = make_examples(src, tgt, tok, tok, load_config(tiny_config).data.max_len)
-    sizes = {n: len(batch_by_tokens(examples, n)) for n in range(1600, 3200, 100)}
-    batch_tokens, batches = next((n, b) for n, b in sizes.items() if b % 2)
-    rc, _, err = torchrun(
-        tmp_path,
-        tiny_config,
-        "train.max_epochs=1",
-        f"train.batch_tokens={batch_tokens}",
-        "train.max_steps=100",
-        "train.valid_every=100",
-        "data.test=null",
-        f"tokenizer.model={spm_model}",
-        timeout=30,
-    )
-    assert rc == 0, err
-    assert load_checkpoint(RunDir(tmp_path / "run").last).step in (batches // 2, batches // 2 + 1)

@@ -182,16 +182,27 @@ class Trainer:
             return True
         s.nonfinite += 1
         log.warning(
-            "update %d: the loss is not finite; skipped (%d in a row)", s.step + 1, s.nonfinite
+            "update %d: the loss or its gradient is not finite; skipped (%d in a row)",
+            s.step + 1,
+            s.nonfinite,
         )
         if s.nonfinite < MAX_NONFINITE:
             return False
-        kept = f"{self.run.last} (step {self.saved_step}) is kept" if self.saved_step >= 0 else ""
-        raise TfcliError(
-            f"update {s.step + 1}: the loss was not finite in {MAX_NONFINITE} updates in a row; "
-            f"training stopped. Lower train.lr (now {t.lr:g}) or use train.precision: fp32"
-            + (f"; the last good checkpoint {kept}" if kept else "; no checkpoint was written")
-        )
+        what = f"update {s.step + 1}: the loss was not finite in {MAX_NONFINITE} updates in a row"
+        raise self._nonfinite(what)
+
+    def _nonfinite(self, what: str) -> TfcliError:
+        """The error that ends a run whose loss or weights went non-finite."""
+        t = self.cfg.train
+        remedies = [f"lower train.lr (now {t.lr:g})"]
+        if self.precision != "fp32":
+            remedies.append("use train.precision: fp32")
+        elif t.clip_norm == 0:
+            remedies.append("set train.clip_norm (1.0, say)")
+        kept = "no checkpoint was written"
+        if self.saved_step >= 0:
+            kept = f"the last good checkpoint, {self.run.last} (step {self.saved_step}), is kept"
+        return TfcliError(f"{what}; training stopped: {' or '.join(remedies)}; {kept}")
 
     def _after_update(self) -> str | None:
         """Rank 0's reason to stop, on every process; a stop signal (on any process) saves and
@@ -308,10 +319,7 @@ class Trainer:
         s = self.state
         weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         if not all(bool(v.isfinite().all()) for v in weights.values() if v.is_floating_point()):
-            raise TfcliError(
-                f"step {s.step}: the weights are not finite and are not written; lower train.lr "
-                f"(now {self.cfg.train.lr:g}) or use train.precision: fp32"
-            )
+            raise self._nonfinite(f"step {s.step}: the weights are not finite")
         state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
         state |= {"ranks": self.ranks, "world_size": self.dist.world, **s.state_dict()}
         state |= {

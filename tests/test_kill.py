@@ -1,0 +1,135 @@
+"""`tfcli train` as a real process, killed and signalled at random moments, then the same
+command rerun: it ends bitwise where the uninterrupted run ends.
+
+The run: the tiny model with dropout 0.1, 24 updates over three epochs, a validation every 5,
+the test set at the end. Progress is read from the training records of metrics.jsonl (one per
+update), so the kills land at random updates, in validations, checkpoint writes and the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from train_runs import assert_same_training_state, records, without_timings
+
+from tfcli.checkpoint import load_checkpoint
+from tfcli.config import load_config
+from tfcli.run_dir import RunDir
+from tfcli.training.signals import StopSignals
+from tfcli.training.trainer import train
+
+STEPS = 24
+KILLS = int(os.environ.get("TFCLI_TEST_KILLS", "3"))  # SIGKILLs; the full check: 20
+RUN = ("model.dropout=0.1", "train.batch_tokens=1500", "train.valid_every=5")
+RUN += ("train.log_every=1", "train.keep_best=2", f"train.max_steps={STEPS}")
+
+
+@pytest.fixture(scope="module")
+def overrides(spm_model, tiny_corpus) -> list[str]:
+    return [f"tokenizer.model={spm_model}", f"data.test={tiny_corpus / 'test'}", *RUN]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, tiny_config, overrides) -> Path:
+    run = tmp_path_factory.mktemp("straight") / "run"
+    train(load_config(tiny_config, overrides), run)
+    return run
+
+
+class Training:
+    """`python -m tfcli train CONFIG -o RUN --quiet --set ...`, single-threaded."""
+
+    def __init__(self, config: Path, run: Path, overrides: list[str]) -> None:
+        sets = [arg for o in overrides for arg in ("--set", o)]
+        self.cmd = [sys.executable, "-m", "tfcli", "train", str(config), "-o", str(run), "--quiet"]
+        self.cmd += sets
+        self.run = run
+
+    def start(self) -> subprocess.Popen:
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        pipe = subprocess.PIPE
+        return subprocess.Popen(self.cmd, stdout=pipe, stderr=pipe, text=True, env=env)
+
+    def step(self) -> int:
+        """The last training step the metrics log shows (0 before the first)."""
+        try:
+            lines = (self.run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return 0
+        steps = [0]
+        for line in lines:
+            with contextlib.suppress(ValueError, KeyError):  # a line being written
+                steps.append(json.loads(line)["step"])
+        return max(steps)
+
+    def wait_for(self, proc: subprocess.Popen, step: int, timeout: float = 60) -> None:
+        """Until the run shows `step` or the process ends."""
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and self.step() < step:
+            assert time.monotonic() < deadline, f"no step {step} in {timeout} s"
+            time.sleep(0.005)
+
+
+def assert_ends_as(run: Path, straight: Path) -> None:
+    a, b = RunDir(run), RunDir(straight)
+    assert_same_training_state(a.last, b.last)
+    assert without_timings(run) == without_timings(straight)  # no record twice, none lost
+    assert a.step_checkpoints().keys() == b.step_checkpoints().keys()
+    assert load_checkpoint(a.best).step == load_checkpoint(b.best).step
+    assert a.test_hyp.read_text() == b.test_hyp.read_text()
+    assert not list(run.glob(".*.tmp*"))
+    for path in a.checkpoints():
+        load_checkpoint(path)  # every .pt loads
+
+
+def test_kills_and_signals_at_random_moments_then_the_same_command_ends_bitwise(
+    tmp_path, tiny_config, overrides, straight
+):
+    rng = random.Random(13)
+    training = Training(tiny_config, tmp_path / "run", overrides)
+    # SIGTERM before the first validation, SIGINT later; SIGKILLs at random updates up to a
+    # little past the last one (the end: the last validation, the test set)
+    stops = [signal.SIGTERM, signal.SIGKILL, signal.SIGINT] + [signal.SIGKILL] * (KILLS - 1)
+    for signum in stops:
+        proc = training.start()
+        first = training.step() + 1
+        if signum == signal.SIGKILL:
+            training.wait_for(proc, rng.randint(first, STEPS + 2))
+            time.sleep(rng.uniform(0, 0.05))
+        else:
+            training.wait_for(proc, rng.randint(first, 4 if signum == signal.SIGTERM else 16))
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+        if signum != signal.SIGKILL:  # these save, say so and exit 143 / 130
+            assert proc.returncode == 128 + signum, err
+            step = load_checkpoint(RunDir(training.run).last).step
+            assert (
+                err.splitlines()[-1] == f"stopped at step {step}; rerun the same command to resume"
+            )
+            assert step >= first
+    proc = training.start()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.startswith("test BLEU ") or "already trained to step 24" in err
+    records(training.run)  # strict JSON
+    assert_ends_as(training.run, straight)
+
+
+def test_a_second_sigint_stops_at_once():
+    before = signal.getsignal(signal.SIGINT)
+    with StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert signals.received == signal.SIGINT  # the first asks to stop after the update
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs before this ends
+    assert signal.getsignal(signal.SIGINT) is before
