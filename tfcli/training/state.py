@@ -50,3 +50,17 @@ class TrainResult:
     test: dict[str, object] | None
     samples: list[tuple[str, str, str]] = field(default_factory=list)  # (source, reference, output)
     message: str | None = None  # why nothing was trained: the run was finished already
+
+
+CONTINUE = {  # what to raise to train a finished run further, by the reason it stopped
+    "max_steps": "raise train.max_steps or train.max_minutes",
+    "max_minutes": "raise train.max_steps or train.max_minutes",
+    "max_epochs": "raise train.max_epochs",
+    "patience": "raise train.patience",
+}
+
+
+def already_trained(step: int, stop: str) -> str:
+    """What a rerun of a finished run says."""
+    hint = next((h for key, h in CONTINUE.items() if key in stop), "nothing to do")
+    return f"already trained to step {step} ({stop}); {hint} to continue"

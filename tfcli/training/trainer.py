@@ -11,9 +11,8 @@ WORLD_SIZE-th batch, and only rank 0 validates, logs and writes files.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 from tfcli.atomic import link_atomic
-from tfcli.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
+from tfcli.checkpoint import Checkpoint, save_checkpoint
 from tfcli.config import Config
 from tfcli.data.batching import Batch
 from tfcli.device import resolve_device, resolve_precision
@@ -39,21 +38,14 @@ from tfcli.training.rng import rng_state, seed_everything
 from tfcli.training.run_log import run_log
 from tfcli.training.setup import RunSetup, setup_run
 from tfcli.training.signals import Interrupted, StopSignals, TrainingStopped
-from tfcli.training.state import Progress, TrainResult, TrainState
+from tfcli.training.state import Progress, TrainResult, TrainState, already_trained
 from tfcli.training.throughput import Throughput
-from tfcli.training.training_data import read_eval_set
-from tfcli.training.update import Updater
-from tfcli.translation.translator import Translator
+from tfcli.training.update import Updater, nonfinite_error
+from tfcli.training.validation import Evaluator
 
 log = logging.getLogger(__name__)
 
 MAX_NONFINITE = 10  # skipped updates in a row before training gives up
-CONTINUE = {  # what to raise to train a finished run further, by its reason to stop
-    "max_steps": "raise train.max_steps or train.max_minutes",
-    "max_minutes": "raise train.max_steps or train.max_minutes",
-    "max_epochs": "raise train.max_epochs",
-    "patience": "raise train.patience",
-}
 
 
 class Trainer:
@@ -62,12 +54,8 @@ class Trainer:
     def __init__(
         self, cfg: Config, run_dir: Path, progress: Progress | None = None, overwrite: bool = False
     ) -> None:
-        self.cfg, self.run, self.progress, self.overwrite = (
-            cfg,
-            RunDir(run_dir),
-            progress,
-            overwrite,
-        )
+        self.cfg, self.run, self.progress = cfg, RunDir(run_dir), progress
+        self.overwrite = overwrite
         self.dist = Distributed()
         self.device = self.dist.device(resolve_device(cfg.train.device))
         self.precision = resolve_precision(cfg.train.precision, self.device)
@@ -99,6 +87,7 @@ class Trainer:
         if cfg.train.compile:
             objective = torch.compile(objective)
         objective = self.dist.wrap(objective, self.device)
+        self.evaluate = Evaluator(cfg, self.data, self.device, self.precision)
         args = self.optimizer, self.scaler, self.dist, self.precision, cfg.train.clip_norm
         self.updater = Updater(self.model, objective, *args)
 
@@ -139,8 +128,7 @@ class Trainer:
         return None
 
     def _already_trained(self, stop: str) -> TrainResult:
-        hint = next((h for key, h in CONTINUE.items() if key in stop), "nothing to do")
-        message = f"already trained to step {self.state.step} ({stop}); {hint} to continue"
+        message = already_trained(self.state.step, stop)
         log.info("%s", message)
         return TrainResult(self.run.path, self.state.step, self.best.best_bleu, None, [], message)
 
@@ -181,28 +169,16 @@ class Trainer:
             self.throughput.add(result.loss, result.tokens, result.src_tokens, lr)
             return True
         s.nonfinite += 1
-        log.warning(
-            "update %d: the loss or its gradient is not finite; skipped (%d in a row)",
-            s.step + 1,
-            s.nonfinite,
-        )
+        skipped = "update %d: the loss or its gradient is not finite; skipped (%d in a row)"
+        log.warning(skipped, s.step + 1, s.nonfinite)
         if s.nonfinite < MAX_NONFINITE:
             return False
         what = f"update {s.step + 1}: the loss was not finite in {MAX_NONFINITE} updates in a row"
         raise self._nonfinite(what)
 
     def _nonfinite(self, what: str) -> TfcliError:
-        """The error that ends a run whose loss or weights went non-finite."""
-        t = self.cfg.train
-        remedies = [f"lower train.lr (now {t.lr:g})"]
-        if self.precision != "fp32":
-            remedies.append("use train.precision: fp32")
-        elif t.clip_norm == 0:
-            remedies.append("set train.clip_norm (1.0, say)")
-        kept = "no checkpoint was written"
-        if self.saved_step >= 0:
-            kept = f"the last good checkpoint, {self.run.last} (step {self.saved_step}), is kept"
-        return TfcliError(f"{what}; training stopped: {' or '.join(remedies)}; {kept}")
+        kept = (self.run.last, self.saved_step) if self.saved_step >= 0 else None
+        return nonfinite_error(what, self.cfg.train, self.precision, kept)
 
     def _after_update(self) -> str | None:
         """Rank 0's reason to stop, on every process; a stop signal (on any process) saves and
@@ -215,7 +191,7 @@ class Trainer:
                 self._gather_ranks()
                 self.dist.main_does(lambda: self._save(self.run.last))
             self.dist.barrier()  # process 0 has written before any process exits
-            raise TrainingStopped(self.state.step, self.signals.received or 15)
+            raise TrainingStopped(self.state.step, self.signals.received or signal.SIGTERM)
         return (reason or "process 0 stopped training") if stop else None
 
     # --- reporting, validation, checkpoints ----------------------------------------------
@@ -237,31 +213,12 @@ class Trainer:
     def _log_main(self, stats: dict[str, float]) -> None:
         s = self.state
         self.last_train_loss = stats["loss"]
-        record = {"kind": "train", "step": s.step, "epoch": s.epoch}
-        record |= {"train_loss": round(stats["loss"], 4), "lr": stats["lr"]}
-        validation.append_metrics(
-            self.run.metrics, record | {"tgt_tok_s": round(stats["tgt_tok_s"])}
-        )
+        validation.append_metrics(self.run.metrics, validation.train_record(s.step, s.epoch, stats))
         if self.progress is not None:
             self.progress.update(s.step, self._fraction(), stats | {"epoch": s.epoch})
             return
-        log.info(
-            "step %d | loss %.3f | lr %.2e | %.0f tgt tok/s",
-            s.step,
-            stats["loss"],
-            stats["lr"],
-            stats["tgt_tok_s"],
-        )
-
-    def _translator(self, model: Transformer, beam: int) -> Translator:
-        settings = dataclasses.replace(self.cfg.decode, beam=beam, n_best=1)
-        src_tok, tgt_tok = self.data.src_tok, self.data.tgt_tok
-        return Translator(model, src_tok, tgt_tok, settings, self.device, self.precision)
-
-    def _dev_bleu(self, model: Transformer) -> float:
-        assert self.data.dev is not None
-        translator = self._translator(model, self.cfg.train.valid_beam)
-        return validation.dev_bleu(translator, self.data.dev, self.cfg.train.valid_bleu_sentences)
+        line = "step %d | loss %.3f | lr %.2e | %.0f tgt tok/s"
+        log.info(line, s.step, stats["loss"], stats["lr"], stats["tgt_tok_s"])
 
     def validate(self) -> None:
         """Dev loss and BLEU, the metrics record and the checkpoints; every process takes part
@@ -275,11 +232,9 @@ class Trainer:
         s, t0 = self.state, time.monotonic()
         try:
             with self.signals.interruptible():  # nothing is written before the scores are in
-                record: dict[str, object] = {"kind": "valid", "step": s.step, "epoch": s.epoch}
-                loss = self.last_train_loss
-                record["train_loss"] = None if loss is None else round(loss, 4)  # null: not yet
+                record = validation.valid_record(s.step, s.epoch, self.last_train_loss)
                 record["elapsed_s"] = round(self._elapsed(), 1)
-                bleu = self._dev_scores(record)
+                bleu = self.evaluate.dev_scores(self.model, record)
         except Interrupted:
             log.warning("validation at step %d interrupted: it is done on resuming", s.step)
             self._save(self.run.last)
@@ -297,18 +252,6 @@ class Trainer:
         if update is not None:
             self.best.drop(self.run, update)
 
-    def _dev_scores(self, record: dict[str, object]) -> float | None:
-        if self.data.dev is None:
-            return None
-        dev_loss = validation.dev_loss(
-            self.model, self.data.dev_batches, self.device, self.precision
-        )
-        bleu = self._dev_bleu(self.model)
-        record["dev_loss"] = round(dev_loss, 4)
-        record["dev_ppl"] = round(math.exp(min(dev_loss, 50.0)), 2)
-        record["dev_bleu"] = round(bleu, 2)
-        return bleu
-
     def _gather_ranks(self) -> None:
         """Every process's generators and log window, for the checkpoint about to be written."""
         self.ranks = self.dist.gather(
@@ -320,14 +263,18 @@ class Trainer:
         weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         if not all(bool(v.isfinite().all()) for v in weights.values() if v.is_floating_point()):
             raise self._nonfinite(f"step {s.step}: the weights are not finite")
-        state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
-        state |= {"ranks": self.ranks, "world_size": self.dist.world, **s.state_dict()}
-        state |= {
-            "elapsed": self._elapsed() if elapsed is None else elapsed,
+        metrics = self.run.metrics
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ranks": self.ranks,
+            "world_size": self.dist.world,
+            **s.state_dict(),
             **self.best.state_dict(),
+            "elapsed": self._elapsed() if elapsed is None else elapsed,
+            "last_train_loss": self.last_train_loss,
+            "metrics_bytes": metrics.stat().st_size if metrics.exists() else 0,
         }
-        state["last_train_loss"] = self.last_train_loss
-        state["metrics_bytes"] = self.run.metrics.stat().st_size if self.run.metrics.exists() else 0
         return Checkpoint(weights, self.cfg, self.data.src_tok, self.data.tgt_tok, s.step, state)
 
     def _save(self, path: Path, elapsed: float | None = None) -> None:
@@ -339,38 +286,26 @@ class Trainer:
     def _finish(self) -> TrainResult:
         """The last validation, then (rank 0) averaging and the test set; the checkpoint that
         marks the run finished is written when they are done."""
-        if self.dist.from_main(self.state.last_validated != self.state.step):
+        s, ev = self.state, self.evaluate
+        if self.dist.from_main(s.last_validated != s.step):
             self.validate()
         if self.signals.received is not None:
-            raise TrainingStopped(self.state.step, self.signals.received)
+            raise TrainingStopped(s.step, self.signals.received)
         if not self.dist.main:
-            return TrainResult(self.run.path, self.state.step, None, None)
+            return TrainResult(self.run.path, s.step, None, None)
         elapsed, best = self._elapsed(), self.best.best_bleu
         try:
             with self.signals.interruptible():  # what it writes is redone on resuming
                 if self.cfg.train.average_best and len(self.best.best) > 1:
-                    score = lambda c: self._dev_bleu(self._model_of(c))  # noqa: E731
-                    best = self.best.average(self.run, self.state.step, score)
-                test, samples = self._test()
+                    best = self.best.average(
+                        self.run, s.step, lambda c: ev.dev_bleu(ev.model_of(c))
+                    )
+                test, samples = ev.test(self.model, self.run, s.step)
         except Interrupted:
-            raise TrainingStopped(self.state.step, self.signals.received or 15) from None
-        self.state.finished = True
+            raise TrainingStopped(s.step, self.signals.received or signal.SIGTERM) from None
+        s.finished = True
         self._save(self.run.last, elapsed)
-        return TrainResult(self.run.path, self.state.step, best, test, samples)
-
-    def _model_of(self, ckpt: Checkpoint) -> Transformer:
-        return build_model(ckpt).to(self.device)
-
-    def _test(self) -> tuple[dict[str, object] | None, list[tuple[str, str, str]]]:
-        """Translate the test set with the best checkpoint; return scores and a few samples."""
-        test = read_eval_set(self.cfg.data, self.cfg.data.test)
-        if test is None:
-            return None, []
-        model = self.model.eval()
-        if self.run.best.exists():
-            model = self._model_of(load_checkpoint(self.run.best, with_state=False))
-        translator = self._translator(model, self.cfg.decode.beam)
-        return validation.translate_test_set(translator, test, self.run, self.state.step)
+        return TrainResult(self.run.path, s.step, best, test, samples)
 
 
 def train(

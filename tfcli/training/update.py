@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from tfcli.config import TrainConfig
 from tfcli.data.batching import Batch
+from tfcli.errors import TfcliError
 from tfcli.model.kernels import precision_scope
 from tfcli.training.distributed import Distributed
 
@@ -91,3 +94,19 @@ class Updater:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return True
+
+
+def nonfinite_error(
+    what: str, t: TrainConfig, precision: str, kept: tuple[Path, int] | None
+) -> TfcliError:
+    """The error that ends a run whose loss or weights went non-finite: what to change, and
+    the last good checkpoint (path, step) that stays."""
+    remedies = [f"lower train.lr (now {t.lr:g})"]
+    if precision != "fp32":
+        remedies.append("use train.precision: fp32")
+    elif t.clip_norm == 0:
+        remedies.append("set train.clip_norm (1.0, say)")
+    left = "no checkpoint was written"
+    if kept is not None:
+        left = f"the last good checkpoint, {kept[0]} (step {kept[1]}), is kept"
+    return TfcliError(f"{what}; training stopped: {' or '.join(remedies)}; {left}")
