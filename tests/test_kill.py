@@ -24,7 +24,7 @@ from train_runs import assert_same_training_state, records, without_timings
 from tfcli.checkpoint import load_checkpoint
 from tfcli.config import load_config
 from tfcli.run_dir import RunDir
-from tfcli.training.signals import StopSignals
+from tfcli.training.signals import DUPLICATE, StopSignals
 from tfcli.training.trainer import train
 
 STEPS = 24
@@ -96,17 +96,18 @@ def test_kills_and_signals_at_random_moments_then_the_same_command_ends_bitwise(
 ):
     rng = random.Random(13)
     training = Training(tiny_config, tmp_path / "run", overrides)
-    # SIGTERM before the first validation, SIGINT later; SIGKILLs at random updates up to a
-    # little past the last one (the end: the last validation, the test set)
+    # SIGTERM early (before the first validation), SIGINT later, SIGKILLs spread over the run:
+    # the i-th of n stops lands at a random update of the i-th n-th of the run, a random moment
+    # after it (in an update, a validation, a checkpoint write; after the last: the test set)
     stops = [signal.SIGTERM, signal.SIGKILL, signal.SIGINT] + [signal.SIGKILL] * (KILLS - 1)
-    for signum in stops:
+    for i, signum in enumerate(stops):
         proc = training.start()
-        first = training.step() + 1
-        if signum == signal.SIGKILL:
-            training.wait_for(proc, rng.randint(first, STEPS + 2))
-            time.sleep(rng.uniform(0, 0.05))
-        else:
-            training.wait_for(proc, rng.randint(first, 4 if signum == signal.SIGTERM else 16))
+        done = training.step()  # records past the checkpoint: the rerun writes them again
+        lo, hi = 1 + i * STEPS // len(stops), (i + 1) * STEPS // len(stops)
+        if signum == signal.SIGTERM:
+            lo, hi = 1, 4
+        training.wait_for(proc, max(rng.randint(lo, hi), done + 1))
+        time.sleep(rng.uniform(0, 0.3 if i == len(stops) - 1 else 0.05))
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
         if signum != signal.SIGKILL:  # these save, say so and exit 143 / 130
@@ -115,7 +116,7 @@ def test_kills_and_signals_at_random_moments_then_the_same_command_ends_bitwise(
             assert (
                 err.splitlines()[-1] == f"stopped at step {step}; rerun the same command to resume"
             )
-            assert step >= first
+            assert step > done
     proc = training.start()
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -129,6 +130,8 @@ def test_a_second_sigint_stops_at_once():
     with StopSignals() as signals:
         os.kill(os.getpid(), signal.SIGINT)
         assert signals.received == signal.SIGINT  # the first asks to stop after the update
+        os.kill(os.getpid(), signal.SIGINT)  # the same Ctrl-C, passed on by a launcher
+        time.sleep(DUPLICATE)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)  # the handler runs before this ends

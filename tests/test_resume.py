@@ -271,3 +271,18 @@ def test_keep_best_lowered_on_resume_drops_the_worst(tmp_path, run_cfg):
     best = load_checkpoint(run.last).state["best"]
     assert [s for _, s in best] == list(run.step_checkpoints())
     assert load_checkpoint(run.best).step == best[0][1]
+
+
+def test_a_new_start_after_an_early_kill_does_not_keep_a_tokenizer_of_other_settings(
+    tmp_path, make_cfg
+):
+    from tfcli.data.tokenizer import Tokenizer
+
+    run = RunDir(tmp_path / "run")
+    train(make_cfg("train.max_steps=1"), run.path)  # the 500-piece model of make_cfg
+    for path in [run.metrics, *run.checkpoints()]:  # as if killed before its first checkpoint
+        path.unlink()
+    train(
+        make_cfg("tokenizer.model=null", "tokenizer.vocab_size=300", "train.max_steps=1"), run.path
+    )
+    assert len(Tokenizer.load(run.shared_spm)) == 300

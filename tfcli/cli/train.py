@@ -42,36 +42,16 @@ def train(
     [bold]Example:[/] tfcli train configs/quickstart.yaml --set train.max_minutes=5
     """
     setup_logging(not quiet)
-    from tfcli.cli.progress import TrainProgress, print_train_summary
+    from tfcli.cli.progress import print_train_summary
     from tfcli.config import load_config
+    from tfcli.training.distributed import Distributed
 
     cfg = run(lambda: load_config(config, set_ or []))
     if init_from is not None:
         t = run(lambda: dataclasses.replace(cfg.train, init_from=init_from))
         cfg = dataclasses.replace(cfg, train=t)
-    run_dir = output_dir or Path("runs") / config.stem
-    from tfcli.errors import TfcliError
-    from tfcli.training.distributed import Distributed
-    from tfcli.training.signals import TrainingStopped
-    from tfcli.training.trainer import train as train_run
-
     main = Distributed().main  # under torchrun, process 0 reports
-
-    def train_here(progress: TrainProgress):  # noqa: ANN202 - a TrainResult
-        try:
-            return train_run(cfg, run_dir, progress, overwrite)
-        except TfcliError:
-            if main:
-                raise
-            raise typer.Exit(1) from None  # process 0 says why
-
-    try:
-        with TrainProgress(err, enabled=not quiet and main) as progress:
-            result = run(lambda: train_here(progress))
-    except TrainingStopped as stopped:
-        if main:
-            err.print(str(stopped), highlight=False)
-        raise typer.Exit(stopped.exit_code) from None
+    result = _train(cfg, output_dir or Path("runs") / config.stem, overwrite, quiet, main)
     if not main:
         return
     if result.message is not None:
@@ -80,3 +60,28 @@ def train(
     print_train_summary(err, result)
     if result.test is not None:
         typer.echo(f"test BLEU {result.test['bleu']:.2f}  chrF {result.test['chrf']:.2f}")
+
+
+def _train(cfg, run_dir: Path, overwrite: bool, quiet: bool, main: bool):  # noqa: ANN001, ANN202
+    """Train with a progress bar; a stop on a signal says so and exits 143 / 130. Under
+    torchrun only process 0 prints an error; the others exit 1 without a word."""
+    from tfcli.cli.progress import TrainProgress
+    from tfcli.errors import TfcliError
+    from tfcli.training.signals import TrainingStopped
+    from tfcli.training.trainer import train
+
+    def train_here(progress: TrainProgress):  # noqa: ANN202 - a TrainResult
+        try:
+            return train(cfg, run_dir, progress, overwrite)
+        except TfcliError:
+            if main:
+                raise
+            raise typer.Exit(1) from None
+
+    try:
+        with TrainProgress(err, enabled=not quiet and main) as progress:
+            return run(lambda: train_here(progress))
+    except TrainingStopped as stopped:
+        if main:
+            err.print(str(stopped), highlight=False)
+        raise typer.Exit(stopped.exit_code) from None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tfcli.atomic import remove_stale_temps, temp_path, truncate, write_error
 from tfcli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from tfcli.config import Config, load_config
 from tfcli.errors import CheckpointError, TfcliError
 from tfcli.run_dir import RunDir
 from tfcli.training.best import BestCheckpoints
@@ -78,6 +79,22 @@ def find_resume(run: RunDir) -> tuple[Path, Checkpoint] | None:
             "give --overwrite to train it again from step 0"
         )
     return None
+
+
+def drop_stale_tokenizers(run: RunDir, cfg: Config) -> None:
+    """A new run where an earlier start stopped before its first checkpoint: the sentencepiece
+    models that start made go when its config.yaml had other tokenizer settings."""
+    models = [p for p in (run.shared_spm, run.src_spm, run.tgt_spm) if p.exists()]
+    if not models or not run.config.exists():
+        return
+    try:
+        same = load_config(run.config).tokenizer == cfg.tokenizer
+    except TfcliError:
+        same = False
+    if not same:
+        for path in models:
+            path.unlink()
+        log.info("removed the sentencepiece models of an earlier start with other tokenizer keys")
 
 
 def reconcile(run: RunDir, ckpt: Checkpoint, best: BestCheckpoints) -> None:

@@ -18,7 +18,7 @@ from tfcli.run_dir import RunDir
 from tfcli.training.config_changes import check_resume, save_run_config
 from tfcli.training.distributed import Distributed
 from tfcli.training.finetune import init_checkpoint, log_coverage, write_tokenizers
-from tfcli.training.resume import find_resume, reconcile
+from tfcli.training.resume import drop_stale_tokenizers, find_resume, reconcile
 from tfcli.training.rng import seed_rank, set_rng_state
 from tfcli.training.state import TrainState
 from tfcli.training.training_data import TrainingData, load_training_data
@@ -66,6 +66,7 @@ def setup_run(cfg: Config, run: RunDir, dist: Distributed) -> RunSetup:
                 f"run keeps its number of processes (torchrun --nproc_per_node)"
             )
         return RunSetup(load_training_data(cfg, run, dist), resume=ckpt, changes=changes)
+    dist.main_does(lambda: drop_stale_tokenizers(run, cfg))
     init = init_checkpoint(cfg)
     if init is not None:
         dist.main_does(lambda: write_tokenizers(init, run, cfg.tokenizer.shared))

@@ -5,7 +5,8 @@ the loop finishes the update it is in, writes checkpoint_last.pt and raises `Tra
 (exit code 128 + the signal: 143, 130). Inside `interruptible()` (validation and test
 decoding, which write nothing until they are done) the signal raises `Interrupted` at once
 instead. A second SIGINT stops at once (KeyboardInterrupt), since every file of the run is
-written atomically.
+written atomically; one within DUPLICATE seconds of the first is the same Ctrl-C, passed on by
+a launcher (torchrun sends the SIGINT it got to processes that had it from the terminal too).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+DUPLICATE = 0.25  # seconds
 
 
 class Interrupted(Exception):
@@ -41,6 +44,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self._at = 0.0  # when it was received
         self._interruptible = False
         self._previous: dict[int, Any] = {}
 
@@ -62,10 +66,10 @@ class StopSignals:
         return signal.Signals(self.received).name if self.received else ""
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # the second Ctrl-C: stop now
         if self.received is None:
-            self.received = signum
+            self.received, self._at = signum, time.monotonic()
+        elif signum == signal.SIGINT and time.monotonic() - self._at > DUPLICATE:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now
         if self._interruptible:
             raise Interrupted
 
