@@ -60,7 +60,7 @@ class Training:
         return subprocess.Popen(self.cmd, stdout=pipe, stderr=pipe, text=True, env=env)
 
     def step(self) -> int:
-        """The last training step the metrics log shows (0 before the first)."""
+        """The last step in the metrics log (0 before the first)."""
         try:
             lines = (self.run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
@@ -71,10 +71,16 @@ class Training:
                 steps.append(json.loads(line)["step"])
         return max(steps)
 
+    def starts(self) -> int:
+        """How often training started here: each start logs where it starts to train.log once,
+        after it has cut the metrics log back to its checkpoint."""
+        log = self.run / "train.log"
+        return log.read_text(encoding="utf-8").count(" from step ") if log.exists() else 0
+
     def wait_for(self, proc: subprocess.Popen, step: int, timeout: float = 60) -> None:
-        """Until the run shows `step` or the process ends."""
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None and self.step() < step:
+        """Until this start of `proc` has logged `step`, or the process ends."""
+        deadline, starts = time.monotonic() + timeout, self.starts()
+        while proc.poll() is None and (self.starts() == starts or self.step() < step):
             assert time.monotonic() < deadline, f"no step {step} in {timeout} s"
             time.sleep(0.005)
 
@@ -97,17 +103,22 @@ def test_kills_and_signals_at_random_moments_then_the_same_command_ends_bitwise(
     rng = random.Random(13)
     training = Training(tiny_config, tmp_path / "run", overrides)
     # SIGTERM early (before the first validation), SIGINT later, SIGKILLs spread over the run:
-    # the i-th of n stops lands at a random update of the i-th n-th of the run, a random moment
-    # after it (in an update, a validation, a checkpoint write; after the last: the test set)
+    # the i-th of n stops lands a random moment after a random update of the i-th n-th of the
+    # run (in an update, a validation, a checkpoint write), the last one in the end (the last
+    # validation, the test set)
     stops = [signal.SIGTERM, signal.SIGKILL, signal.SIGINT] + [signal.SIGKILL] * (KILLS - 1)
+    n = len(stops) - 1
     for i, signum in enumerate(stops):
+        last = RunDir(training.run).last
+        done = load_checkpoint(last).step if last.exists() else 0
         proc = training.start()
-        done = training.step()  # records past the checkpoint: the rerun writes them again
-        lo, hi = 1 + i * STEPS // len(stops), (i + 1) * STEPS // len(stops)
+        lo, hi = 1 + i * (STEPS - 1) // n, max(1, (i + 1) * (STEPS - 1) // n)
         if signum == signal.SIGTERM:
             lo, hi = 1, 4
+        if i == n:
+            lo = hi = STEPS
         training.wait_for(proc, max(rng.randint(lo, hi), done + 1))
-        time.sleep(rng.uniform(0, 0.3 if i == len(stops) - 1 else 0.05))
+        time.sleep(rng.uniform(0, 0.3 if i == n else 0.05))
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
         if signum != signal.SIGKILL:  # these save, say so and exit 143 / 130

@@ -141,6 +141,34 @@ def test_a_crash_at_any_write_then_a_rerun_ends_as_the_uninterrupted_run(
         same_run(run, straight)
 
 
+def test_a_best_checkpoint_of_lost_work_is_put_back(tmp_path, monkeypatch, run_cfg):
+    # a crash after the validation at step 6 wrote checkpoint_best.pt, before checkpoint_last.pt;
+    # the rerun stops at step 5 (an allowed change): step 6 is no longer part of the run
+    run = RunDir(tmp_path / "run")
+    with monkeypatch.context() as m, pytest.raises(Crash):
+        best_pt = crash_after(checkpoint.write_atomic, run.best.name, 2)
+        m.setattr(checkpoint, "write_atomic", best_pt)
+        train(run_cfg("data.test=null"), run.path)
+    assert load_checkpoint(run.best).step == 6 and load_checkpoint(run.last).step == 3
+    train(run_cfg("data.test=null", "train.max_steps=5"), run.path)
+    kept = {step: bleu for bleu, step in load_checkpoint(run.last).state["best"]}
+    assert sorted(kept) == sorted(run.step_checkpoints()) == [3, 5]
+    assert kept[load_checkpoint(run.best).step] == max(kept.values())
+
+
+def crash_after(write, name: str, nth: int):
+    """`write`, crashing after its `nth` write of a file whose name ends in `name`."""
+    seen = []
+
+    def crashing(path, *args, **kwargs):
+        write(path, *args, **kwargs)
+        seen.extend([path] if str(path).endswith(name) else [])
+        if len(seen) == nth:
+            raise Crash
+
+    return crashing
+
+
 def test_a_signal_during_validation_saves_and_the_rerun_validates_first(
     tmp_path, monkeypatch, run_cfg, straight
 ):
@@ -262,11 +290,13 @@ def test_the_grad_scaler_state_survives_a_checkpoint(tmp_path, tokenizer, model_
     assert again.state_dict() == scaler.state_dict()
 
 
-def test_keep_best_lowered_on_resume_drops_the_worst(tmp_path, run_cfg):
+def test_keep_best_lowered_on_resume_drops_the_worst(tmp_path, run_cfg, caplog):
     run = RunDir(tmp_path / "run")
     train(run_cfg("train.max_steps=9", "data.test=null", "train.keep_best=3"), run.path)
     assert sorted(run.step_checkpoints()) == [3, 6, 9]
+    caplog.set_level(logging.INFO, logger="tfcli")
     train(run_cfg("train.max_steps=10", "data.test=null", "train.keep_best=1"), run.path)
+    assert caplog.text.count("is not among the kept checkpoints at step 9") == 2  # on resuming
     assert len(run.step_checkpoints()) == 1
     best = load_checkpoint(run.last).state["best"]
     assert [s for _, s in best] == list(run.step_checkpoints())

@@ -43,10 +43,13 @@ class RunSetup:
         seed_rank(trainer.cfg.train.seed, trainer.dist.rank)
         if self.resume is not None:
             restore(trainer, self.resume)
-            resume = self.resume
+            resume, st = self.resume, trainer.state
             trainer.dist.main_does(lambda: reconcile(trainer.run, resume, trainer.best))
-        elif self.init is not None:
-            start_from(trainer, self.init)
+            log.info("resuming %s from step %d (epoch %d)", trainer.run.path, st.step, st.epoch)
+        else:
+            if self.init is not None:
+                start_from(trainer, self.init)
+            log.info("training %s from step 0", trainer.run.path)
         changes = self.changes if self.resume is not None else None
         trainer.dist.main_does(lambda: save_run_config(trainer.run, trainer.cfg, changes))
 
@@ -92,8 +95,6 @@ def restore(trainer: Trainer, ckpt: Checkpoint) -> None:
         trainer.throughput.load_state_dict(ranks[trainer.dist.rank]["throughput"])
     else:
         log.warning("the checkpoint holds no random generator states: dropout starts afresh")
-    st = trainer.state
-    log.info("resuming %s from step %d (epoch %d)", trainer.run.path, ckpt.step, st.epoch)
 
 
 def start_from(trainer: Trainer, init: Checkpoint) -> None:

@@ -100,6 +100,8 @@ class Trainer:
             self._build(setup)
             setup.apply(self)
             self.start_time = time.monotonic() - self.state.elapsed
+            if self.saved_step < 0:  # a new run: step 0 is a checkpoint too, so that a run
+                self._save_last()  # directory with records always has one to resume from
             stop = self.dist.from_main(self._stop_reason())
             if stop is not None and self.state.finished:
                 return self._already_trained(stop)
@@ -188,8 +190,7 @@ class Trainer:
         signalled, stop = self.dist.any(flags)
         if signalled:
             if self.saved_step != self.state.step:
-                self._gather_ranks()
-                self.dist.main_does(lambda: self._save(self.run.last))
+                self._save_last()
             self.dist.barrier()  # process 0 has written before any process exits
             raise TrainingStopped(self.state.step, self.signals.received or signal.SIGTERM)
         return (reason or "process 0 stopped training") if stop else None
@@ -237,7 +238,7 @@ class Trainer:
                 bleu = self.evaluate.dev_scores(self.model, record)
         except Interrupted:
             log.warning("validation at step %d interrupted: it is done on resuming", s.step)
-            self._save(self.run.last)
+            save_checkpoint(self.run.last, self._checkpoint())
             return
         record["valid_s"] = round(time.monotonic() - t0, 1)
         s.last_validated = s.step
@@ -277,8 +278,10 @@ class Trainer:
         }
         return Checkpoint(weights, self.cfg, self.data.src_tok, self.data.tgt_tok, s.step, state)
 
-    def _save(self, path: Path, elapsed: float | None = None) -> None:
-        save_checkpoint(path, self._checkpoint(elapsed))
+    def _save_last(self) -> None:
+        """checkpoint_last.pt now (every process takes part)."""
+        self._gather_ranks()
+        self.dist.main_does(lambda: save_checkpoint(self.run.last, self._checkpoint()))
         self.saved_step = self.state.step
 
     # --- the end -----------------------------------------------------------------------
@@ -304,7 +307,7 @@ class Trainer:
         except Interrupted:
             raise TrainingStopped(s.step, self.signals.received or signal.SIGTERM) from None
         s.finished = True
-        self._save(self.run.last, elapsed)
+        save_checkpoint(self.run.last, self._checkpoint(elapsed))
         return TrainResult(self.run.path, s.step, best, test, samples)
 
 
