@@ -93,6 +93,7 @@ def test_non_finite_weights_are_never_written(tmp_path, monkeypatch, make_cfg):
         train(make_cfg(*RUN, "train.max_steps=40"), run.path)
     assert load_checkpoint(run.last).step == 3 and all_finite(run.last)
     assert not list(run.path.glob(".*.tmp*"))
+    assert [r["dev_loss"] for r in records(run.path) if r["kind"] == "valid"][-1] is None  # NaN
 
 
 def test_a_huge_learning_rate_is_one_line_and_nothing_non_finite_on_disk(
