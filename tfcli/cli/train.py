@@ -54,8 +54,9 @@ def train(
     result = _train(cfg, output_dir or Path("runs") / config.stem, overwrite, quiet, main)
     if not main:
         return
-    if result.message is not None:
-        err.print(result.message, highlight=False)
+    if result.message is not None:  # "already trained ...": the log says it unless --quiet
+        if quiet:
+            err.print(result.message, highlight=False)
         return
     print_train_summary(err, result)
     if result.test is not None:

@@ -191,6 +191,9 @@ class Trainer:
         if signalled:
             if self.saved_step != self.state.step:
                 self._save_last()
+            if self.dist.main:
+                name = self.signals.name or "a stop signal on another process"
+                log.info("%s: checkpoint_last.pt holds step %d", name, self.state.step)
             self.dist.barrier()  # process 0 has written before any process exits
             raise TrainingStopped(self.state.step, self.signals.received or signal.SIGTERM)
         return (reason or "process 0 stopped training") if stop else None
@@ -315,4 +318,7 @@ def train(
     cfg: Config, run_dir: Path, progress: Progress | None = None, overwrite: bool = False
 ) -> TrainResult:
     """Train (or resume) the run in `run_dir` with `cfg`."""
-    return Trainer(cfg, run_dir, progress, overwrite).train()
+    trainer = Trainer(cfg, run_dir, progress, overwrite)
+    result = trainer.train()
+    trainer.dist.close()  # the other processes may have left already: this is local
+    return result
