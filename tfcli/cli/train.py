@@ -15,13 +15,15 @@ InitFrom = Annotated[
     Optional[str],  # noqa: UP045 - Typer reads the annotation at runtime
     typer.Option(
         "--init-from",
+        metavar="RUN",
         help="Fine-tune: start from this run's (or checkpoint's) model \\[train.init_from].",
     ),
 ]
 Overwrite = Annotated[
     bool,
     typer.Option(
-        "--overwrite", help="Start the run directory again from step 0, removing what it holds."
+        "--overwrite",
+        help="Train the run directory again from step 0, removing what training wrote there.",
     ),
 ]
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tfcli.config import TrainConfig
+
+if TYPE_CHECKING:
+    from tfcli.training.best import BestCheckpoints
 
 
 class Progress(Protocol):
@@ -64,3 +69,22 @@ def already_trained(step: int, stop: str) -> str:
     """What a rerun of a finished run says."""
     hint = next((h for key, h in CONTINUE.items() if key in stop), "nothing to do")
     return f"already trained to step {step} ({stop}); {hint} to continue"
+
+
+def stop_reason(t: TrainConfig, s: TrainState, elapsed: float, best: BestCheckpoints) -> str | None:
+    """Why training stops now (which limit of `t` it reached), or None to go on."""
+    if s.step >= t.max_steps:
+        return f"reached train.max_steps ({t.max_steps})"
+    if t.max_epochs and s.epoch >= t.max_epochs:
+        return f"reached train.max_epochs ({t.max_epochs})"
+    if t.max_minutes and elapsed >= t.max_minutes * 60:
+        return f"reached train.max_minutes ({t.max_minutes:g})"
+    if best.out_of_patience(t.patience):
+        return f"no better dev BLEU in {t.patience} validations (train.patience)"
+    return None
+
+
+def fraction_done(t: TrainConfig, step: int, elapsed: float) -> float:
+    """How far training is, by steps or by time, whichever is further."""
+    by_time = elapsed / (t.max_minutes * 60) if t.max_minutes else 0
+    return min(1.0, max(step / t.max_steps, by_time))

@@ -38,7 +38,14 @@ from tfcli.training.rng import rng_state, seed_everything
 from tfcli.training.run_log import run_log
 from tfcli.training.setup import RunSetup, setup_run
 from tfcli.training.signals import Interrupted, StopSignals, TrainingStopped
-from tfcli.training.state import Progress, TrainResult, TrainState, already_trained
+from tfcli.training.state import (
+    Progress,
+    TrainResult,
+    TrainState,
+    already_trained,
+    fraction_done,
+    stop_reason,
+)
 from tfcli.training.throughput import Throughput
 from tfcli.training.update import Updater, nonfinite_error
 from tfcli.training.validation import Evaluator
@@ -74,13 +81,9 @@ class Trainer:
         cfg, self.data = self.cfg, setup.data
         vocab = len(self.data.src_tok), len(self.data.tgt_tok)
         self.model = Transformer(cfg.model, *vocab).to(self.device)
-        log.info(
-            "model: %s parameters, %s on %s, %s",
-            f"{count_parameters(self.model):,}",
-            f"{cfg.model.encoder_layers}+{cfg.model.decoder_layers} layers",
-            self.device,
-            self.precision,
-        )
+        layers = f"{cfg.model.encoder_layers}+{cfg.model.decoder_layers} layers"
+        size = f"{count_parameters(self.model):,}"
+        log.info("model: %s parameters, %s on %s, %s", size, layers, self.device, self.precision)
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         objective: torch.nn.Module = LabelSmoothedLoss(self.model, cfg.train.label_smoothing)
@@ -118,16 +121,7 @@ class Trainer:
             return self._finish()
 
     def _stop_reason(self) -> str | None:
-        t, s = self.cfg.train, self.state
-        if s.step >= t.max_steps:
-            return f"reached train.max_steps ({t.max_steps})"
-        if t.max_epochs and s.epoch >= t.max_epochs:
-            return f"reached train.max_epochs ({t.max_epochs})"
-        if t.max_minutes and self._elapsed() >= t.max_minutes * 60:
-            return f"reached train.max_minutes ({t.max_minutes:g})"
-        if self.best.out_of_patience(t.patience):
-            return f"no better dev BLEU in {t.patience} validations (train.patience)"
-        return None
+        return stop_reason(self.cfg.train, self.state, self._elapsed(), self.best)
 
     def _already_trained(self, stop: str) -> TrainResult:
         message = already_trained(self.state.step, stop)
@@ -203,12 +197,6 @@ class Trainer:
     def _elapsed(self) -> float:
         return time.monotonic() - self.start_time
 
-    def _fraction(self) -> float:
-        """How far training is, by steps or by time, whichever is further."""
-        t, s = self.cfg.train, self.state
-        by_time = self._elapsed() / (t.max_minutes * 60) if t.max_minutes else 0
-        return min(1.0, max(s.step / t.max_steps, by_time))
-
     def _log(self) -> None:
         """The training loss and rate since the last report (every process takes part)."""
         stats = self.throughput.report(self.dist.total if self.dist.world > 1 else None)
@@ -219,7 +207,8 @@ class Trainer:
         self.last_train_loss = stats["loss"]
         validation.append_metrics(self.run.metrics, validation.train_record(s.step, s.epoch, stats))
         if self.progress is not None:
-            self.progress.update(s.step, self._fraction(), stats | {"epoch": s.epoch})
+            done = fraction_done(self.cfg.train, s.step, self._elapsed())
+            self.progress.update(s.step, done, stats | {"epoch": s.epoch})
             return
         line = "step %d | loss %.3f | lr %.2e | %.0f tgt tok/s"
         log.info(line, s.step, stats["loss"], stats["lr"], stats["tgt_tok_s"])
