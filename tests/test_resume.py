@@ -84,7 +84,7 @@ class Crash(BaseException):
 
 WRITERS = [  # (module, name): every write of a run directory goes through one of these
     (checkpoint, "write_atomic"),
-    (trainer, "link_atomic"),
+    (trainer, "copy_atomic"),
     (validation, "append_line"),
     (validation, "write_text_atomic"),
 ]
@@ -98,7 +98,7 @@ def count_writes(monkeypatch, crash_at: int | None = None) -> list[str]:
 
         def write(*args, real=real, **kwargs):
             point = 2 * len(done)
-            done.append(f"{real.__name__} {args[1] if real.__name__ == 'link_atomic' else args[0]}")
+            done.append(f"{real.__name__} {args[1] if real.__name__ == 'copy_atomic' else args[0]}")
             if crash_at == point:
                 raise Crash
             real(*args, **kwargs)

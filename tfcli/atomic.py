@@ -2,8 +2,8 @@
 
 - `write_atomic`: a temporary `.NAME.tmpPID` in the same directory, flushed and fsynced, put in
   place with `os.replace`, then the directory fsynced so the rename survives a power cut.
-- `link_atomic`: the same for a second name of a file already written (a hard link; a copy
-  where the filesystem has none).
+- `copy_atomic`: the same for a copy of a file already written (a copy, not a hard link: a
+  file changed in place later, by a user or a damaged disk, takes no other name with it).
 - `append_line`: one line appended and fsynced (the metrics log); a torn last line is cut off
   on resume, back to the size its checkpoint recorded (`truncate`).
 - `remove_stale_temps`: the temporary files of writes a kill interrupted.
@@ -100,22 +100,9 @@ def write_text_atomic(path: str | Path, text: str, what: str) -> None:
     write_atomic(path, lambda f: f.write(text.encode("utf-8")), what)
 
 
-def link_atomic(source: Path, path: Path, what: str) -> None:
-    """Give the complete file `source` the second name `path`, atomically."""
-    tmp = temp_path(path)
-    try:
-        _remove(tmp)
-        try:
-            os.link(source, tmp)
-        except OSError:  # no hard links here (some network and FAT filesystems): copy
-            write_atomic(path, lambda f: _copy(source, f), what)
-            return
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except OSError as e:
-        raise TfcliError(write_error(path, e, what)) from None
-    finally:
-        _remove(tmp)
+def copy_atomic(source: Path, path: Path, what: str) -> None:
+    """Copy the complete file `source` to `path`, atomically."""
+    write_atomic(path, lambda f: _copy(source, f), what)
 
 
 def _copy(source: Path, f: BinaryIO) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from tfcli.atomic import link_atomic
+from tfcli.atomic import copy_atomic
 from tfcli.checkpoint import Checkpoint, save_checkpoint
 from tfcli.config import Config
 from tfcli.data.batching import Batch
@@ -239,7 +239,7 @@ class Trainer:
         update = self.best.record(bleu, s.step) if bleu is not None else None
         ckpt = self._checkpoint()  # its kept list includes this step, its metrics this record
         if update is not None and self.best.save(self.run, s.step, update, ckpt):
-            link_atomic(self.run.step(s.step), self.run.last, "checkpoint")
+            copy_atomic(self.run.step(s.step), self.run.last, "checkpoint")
         else:
             save_checkpoint(self.run.last, ckpt)
         if update is not None:
