@@ -253,3 +253,26 @@ def tiny_config(tiny_corpus):
     path = tiny_corpus / "tiny.yaml"
     path.write_text(TINY_CONFIG.format(root=tiny_corpus), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def spm_model(tmp_path_factory, tiny_corpus):
+    """The tiny config's sentencepiece model, trained once for every training run."""
+    from tfcli.data.text import read_parallel
+
+    src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
+    path = tmp_path_factory.mktemp("spm") / "spm.model"
+    train_tokenizer(src + tgt, TokenizerConfig(vocab_size=500)).save(path)
+    return path
+
+
+@pytest.fixture
+def make_cfg(tiny_config, spm_model):
+    """make_cfg(*overrides) -> the tiny config with the shared tokenizer and no test set."""
+    from tfcli.config import load_config
+
+    def make(*overrides: str):
+        base = [f"tokenizer.model={spm_model}", "data.test=null"]
+        return load_config(tiny_config, [*base, *overrides])
+
+    return make

@@ -95,12 +95,17 @@ def test_train_writes_a_complete_run_directory(trained, tiny_config):
 
 
 def test_train_metrics_hold_one_record_per_validation_and_the_test_scores(trained):
-    *validations, final = records(trained.run_dir)
+    *others, final = records(trained.run_dir)
+    validations = [r for r in others if r["kind"] == "valid"]
     assert [r["step"] for r in validations] == [10, 20, 30, 40]
     for r in validations:
         assert {"step", "train_loss", "dev_loss", "dev_ppl", "dev_bleu"} <= r.keys()
-    assert final["step"] == 40
+    assert final["kind"] == "test" and final["step"] == 40
     assert {"bleu", "chrf", "bleu_signature"} <= final["test"].keys()
+    losses = [r for r in others if r["kind"] == "train"]
+    assert [r["step"] for r in losses] == list(range(5, 41, 5))  # train.log_every: 5
+    for r in losses:
+        assert r.keys() == {"kind", "step", "epoch", "train_loss", "lr", "tgt_tok_s"}
 
 
 def test_train_prints_only_the_result_on_stdout(trained):

@@ -6,7 +6,6 @@ bundled corpus, with a sentencepiece model trained once for the module.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -16,14 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_runs import assert_same_training_state, assert_same_weights, kind, records, steps_of
 
 from tfcli.checkpoint import load_checkpoint
-from tfcli.config import Config, TokenizerConfig, load_config
+from tfcli.config import load_config
 from tfcli.data.batching import batch_by_tokens
 from tfcli.data.pairs import make_examples
 from tfcli.data.text import read_parallel
-from tfcli.data.tokenizer import Tokenizer, train_tokenizer
-from tfcli.errors import CheckpointError
+from tfcli.data.tokenizer import Tokenizer
+from tfcli.errors import ConfigError
 from tfcli.run_dir import RunDir
 from tfcli.training.optim import learning_rate
 from tfcli.training.trainer import train
@@ -58,58 +58,17 @@ def test_constant_schedule_holds_the_peak_after_warmup():
 # --- training runs ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def spm_model(tmp_path_factory, tiny_corpus) -> Path:
-    """The tiny config's sentencepiece model, trained once for all runs of this module."""
-    src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
-    path = tmp_path_factory.mktemp("spm") / "spm.model"
-    train_tokenizer(src + tgt, TokenizerConfig(vocab_size=500)).save(path)
-    return path
-
-
-@pytest.fixture
-def make_cfg(tiny_config, spm_model):
-    """make_cfg(*overrides) -> the tiny config with the shared tokenizer and no test set."""
-
-    def make(*overrides: str) -> Config:
-        base = [f"tokenizer.model={spm_model}", "data.test=null"]
-        return load_config(tiny_config, [*base, *overrides])
-
-    return make
-
-
 @pytest.fixture
 def train_log(caplog):
     caplog.set_level(logging.INFO, logger="tfcli")
     return caplog
 
 
-def records(run_dir: Path) -> list[dict]:
-    text = (run_dir / "metrics.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def steps_of(run_dir: Path) -> list[int]:
-    return [r["step"] for r in records(run_dir) if "test" not in r]
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = load_checkpoint(a).model, load_checkpoint(b).model
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        assert torch.equal(wa[key], wb[key]), key
-
-
-def _reject(constant: str) -> None:
-    raise ValueError(f"{constant} is not JSON")
-
-
 def test_metrics_are_strict_json(tmp_path, make_cfg):
     # a validation before the first logged training loss (valid_every < log_every)
     run = tmp_path / "run"
     train(make_cfg("train.max_steps=2", "train.valid_every=1", "train.log_every=5"), run)
-    for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        json.loads(line, parse_constant=_reject)
+    assert [r["train_loss"] for r in records(run)] == [None, None]  # records() is strict
 
 
 # 8 batches an epoch: the resumed part crosses into the second epoch
@@ -133,24 +92,27 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path, make_cfg):
     train(make_cfg(*RESUME, "train.max_steps=6"), resumed)
     train(make_cfg(*RESUME, "train.max_steps=10"), resumed)
     train(make_cfg(*RESUME, "train.max_steps=10"), straight)
-    assert_same_weights(RunDir(resumed).last, RunDir(straight).last)
     # the optimizer state was restored, not started afresh
-    opt_a = load_checkpoint(RunDir(resumed).last).state["optimizer"]["state"]
-    opt_b = load_checkpoint(RunDir(straight).last).state["optimizer"]["state"]
-    for param in opt_b:
-        for name, value in opt_b[param].items():
-            assert torch.equal(opt_a[param][name], value), (param, name)
+    assert_same_training_state(RunDir(resumed).last, RunDir(straight).last)
 
 
 @pytest.mark.parametrize(
-    ("section", "change"), [("model", "model.d_ff=128"), ("tokenizer", "tokenizer.vocab_size=300")]
+    ("change", "message"),
+    [
+        ("model.d_ff=128", "model.d_ff is 64 in this run, 128 now"),
+        ("tokenizer.vocab_size=300", "tokenizer.vocab_size is 500 in this run, 300 now"),
+        ("train.batch_tokens=1000", "train.batch_tokens is 600 in this run, 1000 now"),
+        ("train.seed=2", "train.seed is 1 in this run, 2 now"),
+        ("train.accumulate=2", "train.accumulate is 1 in this run, 2 now"),
+        ("data.max_len=32", "data.max_len is 64 in this run, 32 now"),
+    ],
 )
-def test_resume_with_another_model_or_tokenizer_section_is_refused(
-    tmp_path, make_cfg, section, change
+def test_resume_with_a_changed_model_tokenizer_data_or_batches_is_refused(
+    tmp_path, make_cfg, change, message
 ):
     run = tmp_path / "run"
     train(make_cfg("train.max_steps=2"), run)
-    with pytest.raises(CheckpointError, match=f"different {section} settings"):
+    with pytest.raises(ConfigError, match=message):
         train(make_cfg("train.max_steps=4", change), run)
     assert load_checkpoint(RunDir(run).last).step == 2
 
@@ -158,7 +120,7 @@ def test_resume_with_another_model_or_tokenizer_section_is_refused(
 def test_refused_resume_leaves_the_run_config_alone(tmp_path, make_cfg):
     run = tmp_path / "run"
     train(make_cfg("train.max_steps=2"), run)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(ConfigError):
         train(make_cfg("train.max_steps=4", "model.d_ff=128"), run)
     # config.yaml still describes the checkpoints in the run directory
     assert load_config(run / "config.yaml").model == load_checkpoint(RunDir(run).last).config.model
@@ -174,7 +136,7 @@ def test_same_seed_gives_the_same_weights(tmp_path, make_cfg):
 def test_keep_best_keeps_the_best_checkpoints(tmp_path, make_cfg):
     run = tmp_path / "run"
     train(make_cfg("train.keep_best=2", "train.valid_every=2", "train.max_steps=10"), run)
-    bleu = {r["step"]: r["dev_bleu"] for r in records(run)}
+    bleu = {r["step"]: r["dev_bleu"] for r in records(run) if kind(r) == "valid"}
     assert sorted(bleu) == [2, 4, 6, 8, 10]
     kept = {int(p.stem.removeprefix("checkpoint_step")) for p in run.glob("checkpoint_step*.pt")}
     assert len(kept) == 2
@@ -261,21 +223,65 @@ def torchrun(tmp_path: Path, config: Path, *overrides: str, timeout: float = 60)
     return proc.returncode, out.read_text(), err.read_text()
 
 
-def test_torchrun_trains_with_two_processes(tmp_path, tiny_config, spm_model):
-    run = tmp_path / "run"
+DDP = ("train.batch_tokens=1500", "train.valid_every=3", f"train.max_steps={6}")
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory, tiny_config, spm_model) -> tuple[Path, str]:
+    """A torchrun run of two processes with dropout 0.1 and the test set: (run, stdout)."""
+    tmp = tmp_path_factory.mktemp("ddp")
     rc, out, err = torchrun(
-        tmp_path,
-        tiny_config,
-        "train.max_steps=4",
-        "train.valid_every=2",
-        f"tokenizer.model={spm_model}",
+        tmp, tiny_config, f"tokenizer.model={spm_model}", "model.dropout=0.1", *DDP
     )
     assert rc == 0, err
-    assert load_checkpoint(RunDir(run).last).step == 4
-    assert steps_of(run) == [2, 4]  # rank 0 alone validates and writes
-    assert sum("test" in r for r in records(run)) == 1
+    return tmp / "run", out
+
+
+def test_torchrun_trains_with_two_processes(ddp_run):
+    run, out = ddp_run
+    assert load_checkpoint(RunDir(run).last).step == 6
+    assert steps_of(run) == [3, 6]  # rank 0 alone validates and writes
+    assert steps_of(run, "test") == [6]
     assert out.count("test BLEU") == 1
     assert not list(run.glob(".*.tmp*"))
+
+
+def test_torchrun_processes_draw_their_own_dropout_and_resume_bitwise(
+    tmp_path, ddp_run, tiny_config, spm_model
+):
+    sets = (f"tokenizer.model={spm_model}", "model.dropout=0.1", *DDP, "data.test=null")
+    rc, _, err = torchrun(tmp_path, tiny_config, *sets, "train.max_steps=3")
+    assert rc == 0, err
+    rc, _, err = torchrun(tmp_path, tiny_config, *sets)  # every process loads the checkpoint
+    assert rc == 0, err
+    assert_same_training_state(RunDir(tmp_path / "run").last, RunDir(ddp_run[0]).last)
+    ranks = load_checkpoint(RunDir(tmp_path / "run").last).state["ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])
+
+
+def test_torchrun_equals_one_process_with_accumulate_2(
+    tmp_path, tiny_config, spm_model, tiny_corpus
+):
+    # the loss is normalised by the target tokens of both processes' batches, so two processes
+    # make the update one process makes over the same two batches; an odd number of batches
+    # cannot be split evenly: the last one is left out by both, the processes agree on the end
+    tok = Tokenizer.load(spm_model)
+    src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
+    examples, _ = make_examples(src, tgt, tok, tok, load_config(tiny_config).data.max_len)
+    sizes = {n: len(batch_by_tokens(examples, n)) for n in range(1600, 3200, 100)}
+    batch_tokens, batches = next((n, b) for n, b in sizes.items() if b % 2)
+    sets = [f"tokenizer.model={spm_model}", "data.test=null", f"train.batch_tokens={batch_tokens}"]
+    sets += ["train.max_epochs=1", "train.max_steps=100", "train.valid_every=2"]
+    rc, _, err = torchrun(tmp_path, tiny_config, *sets, timeout=30)
+    assert rc == 0, err
+    one = tmp_path / "one"
+    train(load_config(tiny_config, [*sets, "train.accumulate=2"]), one)
+    a, b = load_checkpoint(RunDir(tmp_path / "run").last), load_checkpoint(RunDir(one).last)
+    assert a.step == b.step == batches // 2
+    for key in b.model:  # float tolerance: the sum of two gradients in another order
+        torch.testing.assert_close(a.model[key], b.model[key], rtol=1e-5, atol=1e-7)
+    dev_a = [r["dev_loss"] for r in records(tmp_path / "run") if kind(r) == "valid"]
+    assert dev_a == pytest.approx([r["dev_loss"] for r in records(one) if kind(r) == "valid"])
 
 
 def test_torchrun_processes_stop_together(tmp_path, tiny_config, spm_model):
@@ -294,27 +300,3 @@ def test_torchrun_processes_stop_together(tmp_path, tiny_config, spm_model):
     )
     assert rc == 0, err
     assert load_checkpoint(RunDir(run).last).step == 4
-
-
-def test_torchrun_processes_agree_on_the_end_of_an_epoch(
-    tmp_path, tiny_config, spm_model, tiny_corpus
-):
-    # an odd number of batches cannot be split evenly between two processes
-    tok = Tokenizer.load(spm_model)
-    src, tgt = read_parallel(tiny_corpus / "train.de", tiny_corpus / "train.en")
-    examples, _ = make_examples(src, tgt, tok, tok, load_config(tiny_config).data.max_len)
-    sizes = {n: len(batch_by_tokens(examples, n)) for n in range(1600, 3200, 100)}
-    batch_tokens, batches = next((n, b) for n, b in sizes.items() if b % 2)
-    rc, _, err = torchrun(
-        tmp_path,
-        tiny_config,
-        "train.max_epochs=1",
-        f"train.batch_tokens={batch_tokens}",
-        "train.max_steps=100",
-        "train.valid_every=100",
-        "data.test=null",
-        f"tokenizer.model={spm_model}",
-        timeout=30,
-    )
-    assert rc == 0, err
-    assert load_checkpoint(RunDir(tmp_path / "run").last).step in (batches // 2, batches // 2 + 1)

@@ -2,12 +2,12 @@
 
 A checkpoint holds only tensors and plain data (the config as a dict, the sentencepiece models
 as bytes) and is read with `torch.load(weights_only=True)`, so a file from someone else cannot
-run code. Writes are atomic: a temporary file in the same directory, then a rename.
+run code. Writes are atomic and durable (atomic.py); reading checks the CRC of every record, so
+a truncated or garbled file is refused with its path rather than loaded with wrong weights.
 """
 
 from __future__ import annotations
 
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from tfcli.atomic import write_atomic
 from tfcli.config import Config, config_from_dict, config_to_dict
 from tfcli.data.tokenizer import Tokenizer
 from tfcli.errors import CheckpointError, ConfigError, DataError, read_error
@@ -48,12 +49,22 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
         "step": ckpt.step,
         "state": ckpt.state,
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write_atomic(path, lambda f: torch.save(payload, f), "checkpoint")
+
+
+def _damage(path: Path) -> str | None:
+    """Why the zip container torch.save writes is damaged (truncated, a record whose CRC does
+    not match), or None when it is whole or not a zip archive at all."""
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(4)
+        return "truncated or damaged checkpoint" if head == b"PK\x03\x04" else None
     try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError) as e:
+        return f"truncated or damaged checkpoint ({e})"
+    return f"damaged checkpoint: record {bad} fails its CRC check" if bad else None
 
 
 def load_checkpoint(path: str | Path, with_state: bool = True, mmap: bool = False) -> Checkpoint:
@@ -65,9 +76,14 @@ def load_checkpoint(path: str | Path, with_state: bool = True, mmap: bool = Fals
     if mmap and path.is_file() and not zipfile.is_zipfile(path):  # what torch.save writes
         raise CheckpointError(f"{path}: not a tfcli checkpoint")
     try:
+        damage = None if mmap else _damage(path)  # a look at a checkpoint reads no weights
+        if damage is not None:
+            raise CheckpointError(f"{path}: {damage}")
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except OSError as e:
         raise CheckpointError(read_error(path, e, "checkpoint")) from None
+    except CheckpointError:
+        raise
     except Exception as e:  # a file that is not a checkpoint can make the unpickler raise anything
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(

@@ -13,13 +13,15 @@ _STEP = re.compile(r"checkpoint_step(\d+)\.pt")
 class RunDir:
     """A run directory: what `tfcli train` writes and `tfcli translate -m` reads.
 
-    config.yaml            the resolved config, every key
+    config.yaml            the resolved config, every key (of the latest start)
+    config.original.yaml   the first config.yaml, kept when a resume changes a key
+    train.log              the log of every start of the run
     spm.model              the shared sentencepiece model (or src.model and tgt.model)
-    checkpoint_last.pt     the latest weights with the optimizer state, for resuming
-    checkpoint_best.pt     the best weights by dev BLEU
-    checkpoint_step<N>.pt  the train.keep_best best checkpoints
+    checkpoint_last.pt     the latest weights with the training state, for resuming
+    checkpoint_best.pt     the best weights by dev BLEU (no training state: for translating)
+    checkpoint_step<N>.pt  the train.keep_best best checkpoints, with the training state
     checkpoint_average.pt  the average of those, when train.average_best is on
-    metrics.jsonl          one JSON record per validation, and the test scores
+    metrics.jsonl          typed JSON records: training loss, validations, test scores
     test.hyp               the test set translations
     """
 
@@ -31,6 +33,14 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.path / "config.yaml"
+
+    @property
+    def original_config(self) -> Path:
+        return self.path / "config.original.yaml"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train.log"
 
     @property
     def shared_spm(self) -> Path:
@@ -72,3 +82,14 @@ class RunDir:
         """The kept step checkpoints on disk, by step."""
         found = (_STEP.fullmatch(p.name) for p in self.path.glob("checkpoint_step*.pt"))
         return {int(m.group(1)): self.path / m.group(0) for m in found if m}
+
+    def checkpoints(self) -> list[Path]:
+        """Every checkpoint file of the run on disk."""
+        named = [self.last, self.best, self.average]
+        return [p for p in named if p.exists()] + list(self.step_checkpoints().values())
+
+    def training_files(self) -> list[Path]:
+        """What training wrote here (all of it goes when a run is started again from step 0)."""
+        named = [self.config, self.original_config, self.log, self.metrics, self.test_hyp]
+        named += [self.shared_spm, self.src_spm, self.tgt_spm]
+        return [p for p in named if p.exists()] + self.checkpoints()

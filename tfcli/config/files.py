@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from tfcli.atomic import write_text_atomic
 from tfcli.config.checks import type_hints, unknown_key
 from tfcli.config.schema import Config
 from tfcli.errors import ConfigError
@@ -117,6 +118,6 @@ def load_config(path: Path | None, overrides: typing.Sequence[str] = ()) -> Conf
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    """Write the resolved config as YAML."""
+    """Write the resolved config as YAML, atomically."""
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
-    Path(path).write_text(text, encoding="utf-8")
+    write_text_atomic(path, text, "config file")

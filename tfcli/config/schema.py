@@ -138,6 +138,12 @@ class TrainConfig:
     log_every: int = opt(100, "log training loss every this many updates", 1)
     compile: bool = opt(False, "torch.compile the model")
     threads: int = opt(0, "CPU threads; 0: PyTorch's default", 0)
+    init_from: str | None = opt(
+        None, "fine-tune: start from this run's (or checkpoint's) weights, tokenizer and model"
+    )
+    init_optimizer: bool = opt(
+        False, "with init_from: continue its optimizer state and schedule too"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)

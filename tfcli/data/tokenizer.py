@@ -11,6 +11,7 @@ import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from tfcli.atomic import write_atomic
 from tfcli.config import TokenizerConfig
 from tfcli.errors import DataError, read_error
 from tfcli.run_dir import RunDir
@@ -55,7 +56,8 @@ class Tokenizer:
             raise DataError(f"{path}: {e}") from None
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_bytes(self.model_bytes)
+        """Write the `.model` file atomically (a run directory holds no half-written file)."""
+        write_atomic(path, lambda f: f.write(self.model_bytes), "sentencepiece model")
 
     def __len__(self) -> int:
         return self.sp.get_piece_size()

@@ -1,9 +1,11 @@
 """Which checkpoints a run keeps: the best `train.keep_best` by dev BLEU as
-checkpoint_step<N>.pt, the best of them as checkpoint_best.pt, their average when asked, and
-the patience count of validations without a new best."""
+checkpoint_step<N>.pt (with the training state, so a run can resume from any of them), the
+best of them as checkpoint_best.pt (weights only), their average when asked, and the patience
+count of validations without a new best."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,24 +64,36 @@ class BestCheckpoints:
     def out_of_patience(self, patience: int) -> bool:
         return patience > 0 and self.bad_validations >= patience
 
-    def save(
-        self, run: RunDir, step: int, update: BestUpdate, checkpoint: Callable[[], Checkpoint]
-    ) -> None:
-        """Write what `update` (of the validation at `step`) keeps, made by `checkpoint()`, and
-        delete the checkpoints it drops."""
+    def trim(self) -> list[int]:
+        """Fewer kept checkpoints (train.keep_best lowered on resuming): the steps dropped."""
+        dropped = [step for _, step in self.best[self.keep :]]
+        self.best = self.best[: self.keep]
+        return dropped
+
+    def save(self, run: RunDir, step: int, update: BestUpdate, ckpt: Checkpoint) -> bool:
+        """Write what `update` (of the validation at `step`) keeps: `ckpt` with its training
+        state as checkpoint_step<N>.pt, without it as checkpoint_best.pt. Returns whether the
+        step's checkpoint was written. The dropped ones go later (`drop`), once
+        checkpoint_last.pt no longer lists them."""
         if update.kept:
-            ckpt = checkpoint()
             save_checkpoint(run.step(step), ckpt)
             if update.improved:
-                save_checkpoint(run.best, ckpt)
+                save_checkpoint(run.best, dataclasses.replace(ckpt, state={}))
+        return update.kept
+
+    @staticmethod
+    def drop(run: RunDir, update: BestUpdate) -> None:
         for dropped in update.dropped:
             run.step(dropped).unlink(missing_ok=True)
 
-    def average(self, run: RunDir, dev_bleu: Callable[[Checkpoint], float]) -> float | None:
-        """Average the kept checkpoints into checkpoint_average.pt; it becomes the best one if
-        its dev BLEU is higher. Returns the best dev BLEU after that."""
-        paths = [run.step(step) for step in self.steps]
+    def average(
+        self, run: RunDir, step: int, dev_bleu: Callable[[Checkpoint], float]
+    ) -> float | None:
+        """Average the kept checkpoints into checkpoint_average.pt (of training step `step`); it
+        becomes the best one if its dev BLEU is higher. Returns the best dev BLEU after that."""
+        paths = [run.step(kept) for kept in self.steps]
         averaged = average_weights([p for p in paths if p.exists()])
+        averaged = dataclasses.replace(averaged, step=step)
         bleu, best = dev_bleu(averaged), self.best_bleu
         log.info(
             "average of %d best checkpoints: dev BLEU %.2f (best single %.2f)",

@@ -1,13 +1,28 @@
-"""torchrun's environment: DistributedDataParallel over processes, or a single process."""
+"""torchrun's environment: DistributedDataParallel over processes, or a single process.
+
+Every process loads the run's files itself (tokenizers, the checkpoint to resume): on several
+machines the run directory must be on a filesystem they share. Process 0 alone validates and
+writes; what it decides (the checkpoint to resume, when to stop, an error) reaches the others
+through `from_main` and `main_does`.
+"""
 
 from __future__ import annotations
 
+import datetime
 import os
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
+from tfcli.errors import TfcliError
+
 T = TypeVar("T")
+
+# How long a process waits in a collective call. The others wait while process 0 validates
+# (dev loss and BLEU), which for a large dev set takes longer than PyTorch's default of ten
+# minutes; the test set is decoded after the other processes have finished.
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
 
 
 class Distributed:
@@ -33,7 +48,11 @@ class Distributed:
     def setup(self, device: torch.device) -> None:
         if self.world > 1 and not torch.distributed.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
-            torch.distributed.init_process_group(backend)
+            torch.distributed.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
+
+    def close(self) -> None:
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
     def wrap(self, module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         """`module` in DistributedDataParallel when there are several processes."""
@@ -51,10 +70,62 @@ class Distributed:
         if self.world > 1:
             torch.distributed.barrier()
 
-    def from_main(self, value: str | None) -> str | None:
+    def from_main(self, value: T) -> T:
         """Rank 0's `value` on every process: rank 0 alone validates, so it decides when to stop."""
         if self.world == 1:
             return value
         box = [value]
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
+
+    def main_does(self, fn: Callable[[], T]) -> T | None:
+        """fn() on rank 0 alone; a TfcliError it raises is raised on every process."""
+        result, error = None, None
+        if self.main:
+            try:
+                result = fn()
+            except TfcliError as e:
+                if self.world == 1:
+                    raise
+                error = str(e)
+        error = self.from_main(error)
+        if error is not None:
+            raise TfcliError(error)
+        return result
+
+    def sum(self, value: int) -> int:
+        """The sum of `value` over the processes."""
+        if self.world == 1:
+            return value
+        box = torch.tensor([value], dtype=torch.float64, device=self._device())
+        torch.distributed.all_reduce(box)
+        return int(box.item())
+
+    def total(self, values: torch.Tensor) -> torch.Tensor:
+        """The element-wise sum of a float64 CPU tensor over the processes."""
+        if self.world == 1:
+            return values
+        box = values.to(self._device())
+        torch.distributed.all_reduce(box)
+        return box.cpu()
+
+    def any(self, flags: torch.Tensor) -> list[bool]:
+        """For each flag (a bool tensor of any device), whether it is set on some process."""
+        if self.world > 1:
+            flags = flags.to(self._device(), torch.int32)
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        return [bool(f) for f in flags.tolist()]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every process's `value`, by rank, on every process."""
+        if self.world == 1:
+            return [value]
+        out: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(out, value)
+        return out
+
+    def _device(self) -> torch.device:
+        """Where collective tensors live: nccl needs them on this process's GPU."""
+        if torch.distributed.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
