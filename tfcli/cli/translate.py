@@ -9,7 +9,8 @@ import typer
 
 from tfcli.cli import attention_view, options
 from tfcli.cli.app import app, resolve_run, run, setup_logging
-from tfcli.cli.lines import read_input, write_output
+from tfcli.cli.line_source import LineSource
+from tfcli.cli.lines import OutputLines, read_input
 
 
 @app.command()
@@ -49,8 +50,19 @@ def translate(
     head: attention_view.Head = None,
     attention_out: attention_view.AttentionOut = None,
     alignment: attention_view.Alignment = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse input that is not valid UTF-8 (default: replace the bad bytes by "
+            "U+FFFD, with a warning naming the line).",
+        ),
+    ] = False,
 ) -> None:
     """Translate sentences: one output line per input line, in order.
+
+    Input is read and translated in chunks, each written as soon as it is done; typed at a
+    terminal, each line is translated when entered (Ctrl-D ends).
 
     [bold]Examples:[/]
       tfcli translate -m runs/quickstart "Guten Morgen."
@@ -62,29 +74,24 @@ def translate(
     settings |= dict(device=device, precision=precision)
     view = attention_view.AttentionView(show_attention, layer, head, attention_out, alignment)
     if view.wanted:
-        lines = read_input(text, input_)
         show = attention_view.translate_with_attention
-        run(lambda: show(lines, model, output, compile_, settings, view))
+        run(lambda: show(read_input(text, input_, strict), model, output, compile_, settings, view))
         return
-    run(lambda: translate_lines(read_input(text, input_), model, output, compile_, settings))
+    source = LineSource(text, input_, strict)
+    run(lambda: translate_lines(source, model, output, compile_, settings))
 
 
 def translate_lines(
-    lines: list[str], model: Path | None, output: Path | None, compile: bool, settings: dict
+    source: LineSource, model: Path | None, output: Path | None, compile: bool, settings: dict
 ) -> None:
-    """Translate `lines` with the run's decode settings overridden by `settings` (None: keep).
-
-    With an n-best list of more than one, print `line-number<TAB>translation<TAB>score` rows,
-    n of them for every input line (empty ones for an empty line).
-    """
+    """Translate the lines of `source` with the run's decode settings overridden by
+    `settings` (None: keep), writing each chunk's rows as soon as it is done."""
+    from tfcli.translation.streaming import translate_chunks
     from tfcli.translation.translator import load_translator
 
+    source.check()
     translator = load_translator(resolve_run(model), compile, **settings)
     n = translator.settings.n_best
-    if n == 1:
-        write_output(translator.translate(lines), output)
-        return
-    rows = []
-    for number, hyps in enumerate(translator.translate_nbest(lines), start=1):
-        rows += [f"{number}\t{h.text}\t{h.score:.4f}" for h in hyps] or [f"{number}\t\t0.0000"] * n
-    write_output(rows, output)
+    with source.lines() as (lines, chunk_lines, progress):
+        rows = translate_chunks(translator, lines, chunk_lines)
+        OutputLines(output).write_chunks(progress.count(rows, n))

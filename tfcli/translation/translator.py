@@ -1,7 +1,9 @@
 """Translate lines in batches sorted by length, returning results in input order.
 
 Every input line gives exactly one output: an empty (or whitespace-only) line gives an empty
-translation, and a line longer than the model's positions is cut to fit with a warning.
+translation, and a line longer than the model's positions is cut to fit with a warning. A
+translation never holds a line break (any character that some reader splits lines at): each is
+written as a space, so output line N is always the translation of input line N.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ from tfcli.model.transformer import Transformer
 from tfcli.translation.search import Hypothesis, search
 
 log = logging.getLogger(__name__)
+
+# Every character that str.splitlines() or some other reader takes for a line break.
+_LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
+
+
+def one_line(text: str) -> str:
+    """`text` with each line-break character replaced by a space."""
+    return text.translate(_LINE_BREAKS)
 
 
 @dataclass(frozen=True)
@@ -57,10 +67,13 @@ class Translator:
         """One translation per line, in input order."""
         return [hyps[0].text if hyps else "" for hyps in self.translate_nbest(lines)]
 
-    def translate_nbest(self, lines: Sequence[str]) -> list[list[TextHypothesis]]:
+    def translate_nbest(
+        self, lines: Sequence[str], numbers: Sequence[int] | None = None
+    ) -> list[list[TextHypothesis]]:
         """The n-best translations (settings.n_best) of each line, in input order; an empty
-        line gets an empty list."""
-        ids = self.encode(lines)
+        line gets an empty list. `numbers` are the lines' numbers in the input, for warnings
+        (default 1, 2, ...)."""
+        ids = self.encode(lines, numbers)
         results: list[list[TextHypothesis]] = [[] for _ in lines]
         order = sorted((i for i, seq in enumerate(ids) if seq), key=lambda i: len(ids[i]))
         sizes = [len(seq) + 1 for seq in ids]  # + EOS
@@ -74,17 +87,19 @@ class Translator:
         return results
 
     def _text(self, hyp: Hypothesis) -> TextHypothesis:
-        return TextHypothesis(self.tgt_tokenizer.decode(hyp.tokens), hyp.score, hyp.tokens)
+        text = one_line(self.tgt_tokenizer.decode(hyp.tokens))
+        return TextHypothesis(text, hyp.score, hyp.tokens)
 
-    def encode(self, lines: Sequence[str]) -> list[list[int]]:
-        """Subword ids per line; empty lines stay empty, long lines are cut to fit."""
+    def encode(self, lines: Sequence[str], numbers: Sequence[int] | None = None) -> list[list[int]]:
+        """Subword ids per line; empty lines stay empty, long lines are cut to fit (a warning
+        names the line by its entry in `numbers`, default 1, 2, ...)."""
         limit = self.model.cfg.max_positions - 1  # room for EOS
         ids = self.src_tokenizer.encode([line.strip() for line in lines])
         for n, seq in enumerate(ids):
             if len(seq) > limit:
                 log.warning(
                     "input line %d has %d subwords; only the first %d are translated",
-                    n + 1,
+                    numbers[n] if numbers is not None else n + 1,
                     len(seq),
                     limit,
                 )
