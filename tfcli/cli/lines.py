@@ -46,11 +46,13 @@ class InputLines:
                 self.on_read(len(raw))
             yield self._decode(raw.rstrip(b"\n").rstrip(b"\r"), number)
         if self.bad_lines:
+            many = self.bad_lines > 1
             log.warning(
-                "%s: %d line%s not valid UTF-8; their bad bytes were replaced by U+FFFD",
+                "%s: %d %s not valid UTF-8; %s bad bytes were replaced by U+FFFD",
                 self.name,
                 self.bad_lines,
-                "s were" if self.bad_lines > 1 else " was",
+                "lines were" if many else "line was",
+                "their" if many else "its",
             )
 
     def _raw_lines(self) -> Iterator[bytes]:
@@ -85,20 +87,20 @@ def argument_lines(text: list[str]) -> list[str]:
 def open_input(path: Path) -> Iterator[tuple[BinaryIO, int]]:
     """`path` opened for binary reading (gzip undone), with its size on disk in bytes."""
     try:
-        f: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed below
+        raw: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed below
         size = path.stat().st_size
     except OSError as e:
         raise DataError(read_error(path, e, "file")) from None
     try:
-        if f.read(2) == b"\x1f\x8b":
-            f.seek(0)
-            f = gzip.open(f, "rb")  # type: ignore[assignment]  # noqa: SIM115
-            size = 0  # the decompressed size is not known ahead
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        if gzipped:  # the decompressed size is not known ahead
+            with gzip.open(raw, "rb") as f:
+                yield f, 0  # type: ignore[misc]
         else:
-            f.seek(0)
-        yield f, size
+            yield raw, size
     finally:
-        f.close()
+        raw.close()
 
 
 def stdin_stream() -> BinaryIO:
