@@ -85,23 +85,31 @@ def systems(args: argparse.Namespace) -> tuple[list[System], list[str]]:
     return found, notes
 
 
-def run_once(
-    args: argparse.Namespace, run: Path, ct2: Path, system: System, batching: str, size: int, n: int
-) -> dict:
+def run_sizes(
+    args: argparse.Namespace,
+    run: Path,
+    ct2: Path,
+    system: System,
+    batching: str,
+    sizes: list[int],
+    n: int,
+) -> list[dict]:
+    """One process of `system`, timing each batch size in turn: a result per size."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "system_run.py"), "--run", str(run)]
     cmd += ["--system", system.name, "--precision", system.precision, "--ct2-dir", str(ct2)]
-    cmd += ["--batching", batching, "--size", str(size), "--src", str(args.src)]
+    cmd += ["--batching", batching, "--size", ",".join(map(str, sizes)), "--src", str(args.src)]
     cmd += ["--ref", str(args.ref), "--sentences", str(n), "--beam", str(args.beam)]
     cmd += ["--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise SystemExit(f"error: {system} {batching} {size} failed: {last}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"error: {system} {batching} {sizes} failed: {last}")
+    return [json.loads(line) for line in proc.stdout.strip().splitlines()[-len(sizes) :]]
 
 
 def best_sizes(args, run, ct2, found) -> dict[tuple[System, str], int]:
-    """The fastest size of each system and batching, from one run each on the sweep sentences."""
+    """The fastest size of each system and batching, from one run each on the sweep sentences
+    (one process per system and batching, timing its sizes in turn)."""
     sizes = {
         "tokens": [int(s) for s in args.token_sizes.split(",")],
         "sentences": [int(s) for s in args.sentence_sizes.split(",")],
@@ -109,10 +117,10 @@ def best_sizes(args, run, ct2, found) -> dict[tuple[System, str], int]:
     best = {}
     for system, batching in itertools.product(found, sizes):
         speed = {}
-        for size in sizes[batching]:
-            r = run_once(args, run, ct2, system, batching, size, args.sweep_sentences)
-            speed[size] = r["sentences"] / r["seconds"]
-            print(f"  sweep {system} {batching} {size}: {speed[size]:.1f} sent/s", file=sys.stderr)
+        for r in run_sizes(args, run, ct2, system, batching, sizes[batching], args.sweep_sentences):
+            speed[r["size"]] = r["sentences"] / r["seconds"]
+            rate = speed[r["size"]]
+            print(f"  sweep {system} {batching} {r['size']}: {rate:.1f} sent/s", file=sys.stderr)
         best[(system, batching)] = max(speed, key=speed.get)
     return best
 
@@ -122,7 +130,7 @@ def measure(args, run, ct2, best) -> dict[tuple[System, str], list[dict]]:
     results: dict[tuple[System, str], list[dict]] = {key: [] for key in best}
     for round_ in range(args.repeats):
         for (system, batching), size in best.items():
-            r = run_once(args, run, ct2, system, batching, size, args.sentences)
+            [r] = run_sizes(args, run, ct2, system, batching, [size], args.sentences)
             results[(system, batching)].append(r)
             rate = r["sentences"] / r["seconds"]
             print(

@@ -7,7 +7,9 @@ Loads one system (tfcli at a precision, or CTranslate2 at a compute type, on the
 weights), cuts the source sentences into batches by the shared rule below, decodes one batch
 untimed (warm-up), then times the decoding of all of them, and prints one JSON line: seconds,
 sentences, generated target tokens (EOS excluded), the process's peak resident memory, and the
-BLEU of the output against the references (when given).
+BLEU of the output against the references (when given). With several sizes (a sweep: one
+model load for all of them) it prints a line for each; the peak memory is then the process's
+peak so far.
 
 Batches, the same for every system: the sentences sorted by source length (longest first),
 then cut either into groups of `--size` sentences or by tfcli's `token_batches` rule into
@@ -41,7 +43,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--system", choices=["tfcli", "ctranslate2"], required=True)
     p.add_argument("--precision", required=True, help="tfcli precision or CT2 compute type")
     p.add_argument("--batching", choices=["tokens", "sentences"], required=True)
-    p.add_argument("--size", type=int, required=True, help="tokens or sentences per batch")
+    p.add_argument(
+        "--size",
+        required=True,
+        help="tokens or sentences per batch; a comma-separated list times each in turn",
+    )
     p.add_argument("--src", type=Path, required=True)
     p.add_argument("--ref", type=Path, help="references for BLEU")
     p.add_argument("--sentences", type=int, default=0, help="first N lines (0: all)")
@@ -137,20 +143,27 @@ def main() -> None:
     if args.sentences:
         lines, refs = lines[: args.sentences], refs and refs[: args.sentences]
     ids = [s[: positions - 1] for s in ckpt.src_tokenizer.encode(lines)]
-    batches = [
-        (rows, min(positions, int(decode.max_len_a * len(ids[rows[0]]) + decode.max_len_b)))
-        for rows in make_batches(ids, args.batching, args.size)
-        if ids[rows[0]]
-    ]
-    system.decode([ids[i] for i in batches[-1][0]], batches[-1][1])  # warm-up: the shortest
+    for size in (int(x) for x in args.size.split(",")):
+        batches = [
+            (rows, min(positions, int(decode.max_len_a * len(ids[rows[0]]) + decode.max_len_b)))
+            for rows in make_batches(ids, args.batching, size)
+            if ids[rows[0]]
+        ]
+        result = timed_run(system, ids, batches, refs, len(lines))
+        print(json.dumps({"size": size, **result}), flush=True)
+
+
+def timed_run(system, ids, batches, refs, n_lines: int) -> dict:
+    """Warm up on the shortest batch, then time the decoding of all `batches`."""
+    system.decode([ids[i] for i in batches[-1][0]], batches[-1][1])
     outputs: dict[int, object] = {}
     start = time.perf_counter()
     for rows, limit in batches:
         for row, out in zip(rows, system.decode([ids[i] for i in rows], limit)):
             outputs[row] = out
     seconds = time.perf_counter() - start
-    texts = [system.text(outputs[i]) if i in outputs else "" for i in range(len(lines))]
-    result = {
+    texts = [system.text(outputs[i]) if i in outputs else "" for i in range(n_lines)]
+    return {
         "seconds": seconds,
         "sentences": len(outputs),
         "tokens": sum(len(o) for o in outputs.values()),
@@ -158,7 +171,6 @@ def main() -> None:
         "bleu": bleu(texts, refs) if refs else None,
         "batches": len(batches),
     }
-    print(json.dumps(result))
 
 
 if __name__ == "__main__":
