@@ -44,7 +44,8 @@ Device = Annotated[
 Precision = Annotated[
     Optional[TranslatePrecision],  # noqa: UP045
     typer.Option(
-        help="Inference precision; auto: bf16 where native \\[default: the run's decode.precision]."
+        help="Inference precision; auto: int8 on the CPU, bf16 (else fp16) on CUDA "
+        "\\[default: the run's decode.precision]."
     ),
 ]
 Overrides = Annotated[

@@ -165,7 +165,8 @@ class DecodeConfig:
     batch_sentences: int = opt(256, "at most this many sentences per translation batch", 1)
     device: str = opt("auto", "auto (cuda if available, else cpu), cpu, cuda or cuda:N")
     precision: TranslatePrecision = opt(
-        "fp32", "inference precision; int8: CPU only; auto: the fastest that keeps BLEU"
+        "fp32",
+        "inference precision; int8: CPU only; auto: int8 on the CPU, bf16 (else fp16) on CUDA",
     )
 
     def __post_init__(self) -> None:
