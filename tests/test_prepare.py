@@ -20,7 +20,7 @@ from test_cli import error_line, invoke
 from train_runs import assert_same_training_state, without_timings
 
 from tfcli.config import load_config
-from tfcli.data import line_chunks, preparation
+from tfcli.data import encode_workers, line_chunks, preparation
 from tfcli.data.batching import epoch_batches
 from tfcli.data.encode_workers import token_dtype
 from tfcli.data.index_batching import EpochBatches, epoch_plan, python_random_doubles
@@ -180,6 +180,10 @@ def test_data_cache_dir_is_shared_by_runs(tmp_path, make_cfg, prep_log):
     assert prepare_corpus(cfg, RunDir(tmp_path / "b")) == first
     assert "reusing prepared data" in prep_log.text
     assert first.parent == cache and not (tmp_path / "b" / "prepared").exists()
+    other = prepare_corpus(
+        make_cfg(f"data.cache_dir={cache}", "data.max_len=20"), RunDir(tmp_path / "c")
+    )
+    assert sorted(p for p in cache.iterdir()) == sorted([first, other])  # both are kept
 
 
 # --- interrupted builds are never taken for complete -------------------------------------------
@@ -263,16 +267,9 @@ def test_the_filters_count_what_they_drop_as_before(tmp_path, make_cfg, tiny_cor
 def test_workers_write_what_one_process_writes(tmp_path, make_cfg, monkeypatch):
     one = prepare_corpus(make_cfg("data.workers=1"), RunDir(tmp_path / "one"))
     monkeypatch.setattr(line_chunks, "CHUNK_LINES", 40)  # 8 chunks: the pool is used
-    started = []
-    real = preparation.encode_in_order
-
-    def spy(chunks, models, filters, dtype, workers):
-        started.append(workers)
-        return real(chunks, models, filters, dtype, workers)
-
-    monkeypatch.setattr(preparation, "encode_in_order", spy)
+    encode_workers._worker.clear()  # what the first prepare loaded in this process
     two = prepare_corpus(make_cfg("data.workers=2"), RunDir(tmp_path / "two"))
-    assert started == [2]
+    assert encode_workers._worker == {}  # the worker processes encoded, this one did not
     for name in ("src.bin", "tgt.bin", "src_lens.npy", "tgt_offsets.npy", "lines.npy"):
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
     assert json.loads((one / "meta.json").read_text())["pairs"] == read_meta(two)["pairs"]

@@ -22,7 +22,7 @@ from tfcli.data.cache_key import corpus_key
 from tfcli.data.encode_workers import Filters, default_workers, encode_in_order, token_dtype
 from tfcli.data.line_chunks import parallel_chunks
 from tfcli.data.prepared import PreparedWriter, read_meta
-from tfcli.data.text import open_binary, resolve_path
+from tfcli.data.text import resolve_path
 from tfcli.data.tokenizer import load_run_tokenizers, prepare_tokenizers
 from tfcli.errors import ConfigError, DataError, TfcliError
 from tfcli.run_dir import RunDir
@@ -64,8 +64,6 @@ def prepare_corpus(cfg: Config, run: RunDir, progress: Progress | None = None) -
     """The run's tokenizers, and the complete prepared directory of its training data (reused
     when its key matches, else built)."""
     src_path, tgt_path = training_paths(cfg)
-    for path in (src_path, tgt_path):  # a missing file is said before any work is done
-        open_binary(path).close()
     _make_dir(run.path)
     prepare_tokenizers(cfg.tokenizer, run, src_path, tgt_path)
     src_tok, tgt_tok = load_run_tokenizers(run)
