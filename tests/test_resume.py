@@ -8,6 +8,7 @@ updates crosses an epoch boundary. Killing real processes is in test_kill.py.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,17 +63,23 @@ def test_a_stopped_run_resumes_bitwise_with_dropout(tmp_path, run_cfg, straight,
     assert valid == sorted(set(valid)) and set(steps_of(straight)) <= set(valid)
 
 
+def _files(run: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under the run directory (the prepared data's too): contents and time."""
+    files = (p for p in run.rglob("*") if p.is_file())
+    return {str(p.relative_to(run)): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+
 def test_rerunning_a_finished_run_changes_nothing(tmp_path, run_cfg, straight):
     run = tmp_path / "run"
     train(run_cfg(), run)
-    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir()}
+    before = _files(run)
     before.pop("train.log")  # the run's log says that nothing was done
     result = train(run_cfg(), run)
     assert result.message == (
         "already trained to step 13 (reached train.max_steps (13)); "
         "raise train.max_steps or train.max_minutes to continue"
     )
-    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir()}
+    after = _files(run)
     after.pop("train.log")
     assert after == before
     assert "already trained to step 13" in RunDir(run).log.read_text()

@@ -1,3 +1,4 @@
 from tfcli.cli import app
 
-app(prog_name="tfcli")
+if __name__ == "__main__":  # not when a worker process imports it (multiprocessing spawn)
+    app(prog_name="tfcli")

@@ -23,6 +23,7 @@ class RunDir:
     checkpoint_average.pt  the average of those, when train.average_best is on
     metrics.jsonl          typed JSON records: training loss, validations, test scores
     test.hyp               the test set translations
+    prepared/<key>/        the encoded training pairs (tfcli prepare), unless data.cache_dir
     """
 
     path: Path
@@ -69,6 +70,10 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    @property
+    def prepared(self) -> Path:
+        return self.path / "prepared"
 
     @property
     def test_hyp(self) -> Path:

@@ -4,7 +4,7 @@ Each command parses its arguments, calls one function and turns a `TfcliError` i
 on stderr with exit code 1 (app.py); options shared by several commands are in options.py.
 """
 
-from tfcli.cli import checkpoints, evaluate, info, plot, serve, train, translate  # noqa: F401 - registers commands
+from tfcli.cli import checkpoints, evaluate, info, plot, prepare, serve, train, translate  # noqa: F401 - registers commands
 from tfcli.cli.app import app
 
 __all__ = ["app"]

@@ -40,6 +40,10 @@ class DataConfig:
     max_len_ratio: float = opt(
         0.0, "drop training pairs whose length ratio exceeds this; 0: off", 0
     )
+    workers: int = opt(0, "processes encoding the training data; 0: one per CPU core", 0, 1024)
+    cache_dir: str | None = opt(
+        None, "directory of prepared training data, shared by runs; null: in the run directory"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from tfcli.errors import DataError, read_error
 
@@ -51,8 +52,27 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> tuple[list[str]
     """Read two line-aligned files; a different number of lines is an error naming both."""
     src, tgt = read_lines(src_path), read_lines(tgt_path)
     if len(src) != len(tgt):
-        raise DataError(
-            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: "
-            "parallel files must have one line per sentence pair"
-        )
+        raise DataError(line_count_error(src_path, len(src), tgt_path, len(tgt)))
     return src, tgt
+
+
+def open_binary(path: str | Path) -> BinaryIO:
+    """`path` opened for reading bytes, through gzip when it starts with gzip's magic number."""
+    path = Path(path)
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - the caller closes it
+        magic = f.read(2)
+        f.seek(0)
+    except OSError as e:
+        raise DataError(read_error(path, e, "file")) from None
+    if magic == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    return f
+
+
+def line_count_error(src_path: str | Path, n_src: int, tgt_path: str | Path, n_tgt: int) -> str:
+    """The one-line error for parallel files of different lengths, naming both."""
+    return (
+        f"{src_path} has {n_src} lines but {tgt_path} has {n_tgt}: "
+        "parallel files must have one line per sentence pair"
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tfcli.atomic import write_atomic
 from tfcli.config import TokenizerConfig
+from tfcli.data.sampling import sample_sides, shared_sample
 from tfcli.errors import DataError, read_error
 from tfcli.run_dir import RunDir
 
@@ -125,30 +126,35 @@ def train_tokenizer(
     return Tokenizer(proto.getvalue())
 
 
-def prepare_tokenizers(
-    cfg: TokenizerConfig, run: RunDir, src_lines: Sequence[str], tgt_lines: Sequence[str]
-) -> None:
+def prepare_tokenizers(cfg: TokenizerConfig, run: RunDir, src_path: Path, tgt_path: Path) -> None:
     """Put the run's sentencepiece model(s) into the run directory: kept if there, copied if
-    given, else trained on the training data (source and target together when shared)."""
+    given, else trained on the training files (source and target together when shared), on a
+    sample of at most `cfg.max_sentences` lines drawn as the files stream past."""
     if run.shared_spm.exists() or (run.src_spm.exists() and run.tgt_spm.exists()):
         return
     if cfg.shared:
         if cfg.model:
             tok = Tokenizer.load(cfg.model)
         else:
+            sides = sample_sides(src_path, tgt_path, cfg.max_sentences)
+            sample = shared_sample(*sides, cfg.max_sentences)
             log.info(
-                "training a shared %s sentencepiece model of %d subwords", cfg.type, cfg.vocab_size
+                "training a shared %s sentencepiece model of %d subwords on %d lines",
+                cfg.type,
+                cfg.vocab_size,
+                len(sample),
             )
-            tok = train_tokenizer([*src_lines, *tgt_lines], cfg)
+            tok = train_tokenizer(sample, cfg)
         tok.save(run.shared_spm)
         return
     if cfg.src_model and cfg.tgt_model:
         src, tgt = Tokenizer.load(cfg.src_model), Tokenizer.load(cfg.tgt_model)
     else:
+        sides = sample_sides(src_path, tgt_path, cfg.max_sentences)
         log.info(
             "training %s sentencepiece models of %d subwords per side", cfg.type, cfg.vocab_size
         )
-        src, tgt = train_tokenizer(src_lines, cfg), train_tokenizer(tgt_lines, cfg)
+        src, tgt = (train_tokenizer(side.lines, cfg) for side in sides)
     src.save(run.src_spm)
     tgt.save(run.tgt_spm)
 

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 MAY_CHANGE = frozenset(
     {
         "data.test",
+        "data.workers",
+        "data.cache_dir",
         "train.device",
         "train.precision",
         "train.lr",

@@ -76,6 +76,7 @@ class Trainer:
         self.ranks: list[dict[str, object]] = []  # each process's generators and log window
         self.last_train_loss: float | None = None
         self.saved_step = -1  # the step of checkpoint_last.pt
+        self.updated = False  # an update was made since this process started
 
     def _build(self, setup: RunSetup) -> None:
         cfg, self.data = self.cfg, setup.data
@@ -143,7 +144,7 @@ class Trainer:
             )
         s.epoch_batches = len(batches)
         for first in range(s.batch_in_epoch, len(batches) - t.accumulate + 1, t.accumulate):
-            applied = self._update(batches[first : first + t.accumulate])
+            applied = self._update(list(batches[first : first + t.accumulate]))  # padded now
             s.batch_in_epoch = first + t.accumulate
             if applied and s.step % t.log_every == 0:
                 self._log()
@@ -162,6 +163,9 @@ class Trainer:
         if result.applied:
             s.nonfinite = 0
             s.step += 1
+            if not self.updated:  # start-up time, for a reader of the log (bench_data.py)
+                self.updated = True
+                log.info("first update of this start: step %d", s.step)
             self.throughput.add(result.loss, result.tokens, result.src_tokens, lr)
             return True
         s.nonfinite += 1

@@ -1,6 +1,7 @@
 """What a training run reads before its first update: the tokenizers (trained into the run
-directory when needed), the training pairs as token ids, and the dev set, tokenized and
-batched once for every validation."""
+directory when needed), the training pairs as a prepared corpus (encoded once by process 0,
+memory-mapped by every process), and the dev set, tokenized and batched once for every
+validation."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import logging
 from dataclasses import dataclass
 
 from tfcli.config import Config, DataConfig
-from tfcli.data.batching import Batch, batch_by_tokens, collate, epoch_batches
-from tfcli.data.pairs import Example, make_examples
+from tfcli.data.batching import Batch, batch_by_tokens, collate
+from tfcli.data.index_batching import EpochBatches
+from tfcli.data.pairs import make_examples
+from tfcli.data.preparation import Progress, prepare_corpus, training_paths
+from tfcli.data.prepared import PreparedCorpus
 from tfcli.data.text import read_parallel, resolve_path
-from tfcli.data.tokenizer import Tokenizer, load_run_tokenizers, prepare_tokenizers
+from tfcli.data.tokenizer import Tokenizer, load_run_tokenizers
 from tfcli.errors import ConfigError
 from tfcli.run_dir import RunDir
 from tfcli.training.distributed import Distributed
@@ -24,15 +28,16 @@ log = logging.getLogger(__name__)
 class TrainingData:
     src_tok: Tokenizer
     tgt_tok: Tokenizer
-    train: list[Example]
+    train: PreparedCorpus
     dev: EvalSet | None  # for dev BLEU
     dev_batches: list[Batch]  # for dev loss; empty without a dev set
     batch_tokens: int
     seed: int
 
-    def epoch(self, epoch: int) -> list[Batch]:
-        """The training batches of `epoch`, in the order that (seed, epoch) gives them."""
-        return list(epoch_batches(self.train, self.batch_tokens, self.seed, epoch))
+    def epoch(self, epoch: int) -> EpochBatches:
+        """The training batches of `epoch`, in the order that (seed, epoch) gives them (those
+        of `batching.epoch_batches`), each padded when it is taken."""
+        return EpochBatches.of_epoch(self.train, self.batch_tokens, self.seed, epoch)
 
 
 def read_eval_set(d: DataConfig, prefix: str | None) -> EvalSet | None:
@@ -42,26 +47,28 @@ def read_eval_set(d: DataConfig, prefix: str | None) -> EvalSet | None:
     return read_parallel(resolve_path(prefix, d.src_lang), resolve_path(prefix, d.tgt_lang))
 
 
-def load_training_data(cfg: Config, run: RunDir, dist: Distributed) -> TrainingData:
-    """Read the corpus, prepare the tokenizers (rank 0 trains them, every rank loads them from
-    the run directory) and tokenize; refuses a config whose training data is missing or
-    unusable."""
-    d = cfg.data
-    if not d.train:
-        raise ConfigError("data.train: no training data given (a prefix like data/de-en/train)")
-    src_path, tgt_path = resolve_path(d.train, d.src_lang), resolve_path(d.train, d.tgt_lang)
-    src_lines, tgt_lines = read_parallel(src_path, tgt_path)
-    if dist.main:
-        prepare_tokenizers(cfg.tokenizer, run, src_lines, tgt_lines)
+def open_training_corpus(
+    cfg: Config, run: RunDir, dist: Distributed, progress: Progress | None = None
+) -> PreparedCorpus:
+    """Process 0 prepares the tokenizers and the training pairs (or finds them prepared); the
+    others wait for it, then every process memory-maps the same files."""
+    found = dist.main_does(lambda: prepare_corpus(cfg, run, progress))
+    directory = dist.from_main(found)
     dist.barrier()
-    src_tok, tgt_tok = load_run_tokenizers(run)
-    train, report = make_examples(
-        src_lines, tgt_lines, src_tok, tgt_tok, d.max_len, d.max_len_ratio
-    )
-    log.info("training data %s: %s", src_path.with_suffix(""), report)
-    if not train:
+    corpus = PreparedCorpus(directory)
+    src_path, tgt_path = training_paths(cfg)
+    log.info("training data %s: %s", src_path.with_suffix(""), corpus.report)
+    if not len(corpus):
         raise ConfigError(f"data.train: no usable sentence pairs in {src_path} / {tgt_path}")
-    dev = read_eval_set(d, d.dev)
+    return corpus
+
+
+def load_training_data(cfg: Config, run: RunDir, dist: Distributed) -> TrainingData:
+    """The prepared training pairs (prepared now when needed), the run's tokenizers and the dev
+    set; refuses a config whose training data is missing or unusable."""
+    train = open_training_corpus(cfg, run, dist)
+    src_tok, tgt_tok = load_run_tokenizers(run)
+    dev = read_eval_set(cfg.data, cfg.data.dev)
     dev_batches: list[Batch] = []
     if dev is not None:
         examples, _ = make_examples(dev[0], dev[1], src_tok, tgt_tok)
