@@ -102,19 +102,12 @@ class _Bar(Progress):
 
     def __init__(self, total_bytes: int) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-        from rich.progress import Progress as RichProgress
 
-        self.progress = RichProgress(
-            TextColumn("[bold]translate"),
-            BarColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            redirect_stdout=False,  # translations go to stdout as they are, not into the bar
-            redirect_stderr=False,
+        from tfcli.cli.progress import progress_bar
+
+        # translations go to stdout as they are, not into the bar
+        self.progress = progress_bar(
+            "translate", Console(stderr=True), redirect_stdout=False, redirect_stderr=False
         )
         self.task = self.progress.add_task("translate", total=total_bytes or None, info="")
         self.bytes_read = self.lines = 0

@@ -11,10 +11,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tfcli.cli import options
 from tfcli.cli.app import app, err, run, setup_logging
+from tfcli.cli.progress import progress_bar
 
 STEPS = 10_000  # the bar's resolution: preparing reports the share of the source file read
 
@@ -23,16 +23,7 @@ class PrepareProgress:
     """A bar with lines, lines/s and ETA on a terminal; None (log lines) otherwise."""
 
     def __init__(self, console: Console) -> None:
-        self.bar = Progress(
-            TextColumn("[bold]prepare"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-        )
+        self.bar = progress_bar("prepare", console)
         self.task = self.bar.add_task("prepare", total=STEPS, info="")
         self.start = time.monotonic()
 

@@ -11,21 +11,26 @@ from rich.table import Table
 STEPS = 10_000  # the bar's resolution: training reports a fraction done
 
 
+def progress_bar(label: str, console: Console, **options: object) -> Progress:
+    """The CLI's one bar layout: label, bar, percent, an `info` field, elapsed time and ETA."""
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        **options,  # type: ignore[arg-type]
+    )
+
+
 class TrainProgress:
     """A progress bar with step, loss, learning rate, tokens/s and ETA."""
 
     def __init__(self, console: Console, enabled: bool = True) -> None:
-        self.bar = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not enabled,
-        )
+        self.bar = progress_bar("train", console, disable=not enabled)
         self.task = self.bar.add_task("train", total=STEPS, info="starting")
         self.console = console
         self.plain = enabled and not console.is_terminal  # a log file: one line per update
