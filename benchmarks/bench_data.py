@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, format_table
+from common import ROOT, cpu_model, format_table
+from stream_figures import STREAM_HEADERS, stream_rows, translate_figures
 
 FIRST_UPDATE = "first update of this start"
 TARGETS = {
@@ -264,21 +265,6 @@ def data_figures(args: argparse.Namespace, workdir: Path) -> list[list[Any]]:
         ["epoch iteration (padding), batches/s, median", rate, None, None],
         ["batches in the epoch", epochs[0]["batches"], None, None],
     ]
-    # the translate side of this benchmark joins these rows through its own translate_figures()
-
-
-def cpu_model() -> str:
-    try:
-        for line in (
-            Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace").splitlines()
-        ):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -286,6 +272,16 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=5_000_000, help="sentence pairs in the corpus")
     p.add_argument(
         "--workdir", type=Path, help="where the corpus and runs go (default: a temp dir)"
+    )
+    p.add_argument(
+        "-m",
+        "--model",
+        type=Path,
+        default=ROOT / "runs" / "quickstart",
+        help="trained run for the translate figures (skipped when it does not exist)",
+    )
+    p.add_argument(
+        "--translate-lines", type=int, default=1_000_000, help="lines piped to tfcli translate"
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--repeats", type=int, default=3, help="runs of the repeated figures")
@@ -311,6 +307,15 @@ def main() -> None:
         for name, value, target, met in rows
     ]
     print(format_table(["figure", "value", "target", "met"], table))
+    if (args.model / "config.yaml").exists():
+        # memory must not grow with the input: the same figures at 10,000 and at N lines
+        figures = translate_figures(args.model, args.translate_lines, 2_000)
+        print(
+            f"tfcli translate, stdin, model {args.model} (target: peak RSS < 1 GiB at any length)"
+        )
+        print(format_table(STREAM_HEADERS, stream_rows(figures)))
+    else:
+        print(f"translate figures skipped: no trained run at {args.model}")
     if args.keep:
         print(f"kept {workdir}")
 

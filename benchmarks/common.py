@@ -177,10 +177,23 @@ def _synthetic_text(lines: int) -> list[str]:
 # --- reporting --------------------------------------------------------------------------------
 
 
+def cpu_model() -> str:
+    """The CPU's model name (platform.processor() says only "x86_64" on Linux)."""
+    try:
+        for line in (
+            Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace").splitlines()
+        ):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
