@@ -62,7 +62,9 @@ class TokenizerConfig:
     src_model: str | None = opt(None, "existing source .model file (shared: false)")
     tgt_model: str | None = opt(None, "existing target .model file (shared: false)")
     character_coverage: float = opt(1.0, "share of characters the model covers", 0.9, 1.0)
-    max_sentences: int = opt(2_000_000, "sentences sampled to train the model", 100)
+    max_sentences: int = opt(
+        1_000_000, "sentences sampled to train the model (about 1.7 GB of memory a million)", 100
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, self.SECTION)
