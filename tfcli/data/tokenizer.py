@@ -91,14 +91,13 @@ def train_tokenizer(
     if len(sample) > cfg.max_sentences:
         sample = random.Random(seed).sample(sample, cfg.max_sentences)
     with tempfile.TemporaryDirectory(prefix="tfcli-spm-") as tmp:
-        path = _write_sample(sample, Path(tmp))
+        path = _write_sample(sample, Path(tmp) / "sample.txt")
         return _train_on_file(path, len(sample), cfg)
 
 
-def _write_sample(lines: Sequence[str], directory: Path) -> Path:
+def _write_sample(lines: Sequence[str], path: Path) -> Path:
     """The sample as a text file, one sentence a line, so sentencepiece reads it from disk
     and the Python strings can be freed before its training (which is the memory peak)."""
-    path = directory / "sample.txt"
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         for line in lines:
             f.write(line + "\n")
@@ -158,12 +157,10 @@ def _sample_files(
         groups = [shared_sample(*sides, cfg.max_sentences)]
     else:
         groups = [side.lines for side in sides]
-    files = []
-    for i, lines in enumerate(groups):
-        part = directory / str(i)
-        part.mkdir()
-        files.append((_write_sample(lines, part), len(lines)))
-    return files
+    return [
+        (_write_sample(lines, directory / f"sample-{i}.txt"), len(lines))
+        for i, lines in enumerate(groups)
+    ]
 
 
 def prepare_tokenizers(cfg: TokenizerConfig, run: RunDir, src_path: Path, tgt_path: Path) -> None:
@@ -172,13 +169,12 @@ def prepare_tokenizers(cfg: TokenizerConfig, run: RunDir, src_path: Path, tgt_pa
     sample of at most `cfg.max_sentences` lines drawn as the files stream past."""
     if run.shared_spm.exists() or (run.src_spm.exists() and run.tgt_spm.exists()):
         return
-    given = cfg.model if cfg.shared else (cfg.src_model and cfg.tgt_model)
-    if given:
-        if cfg.shared:
-            Tokenizer.load(cfg.model).save(run.shared_spm)
-        else:
-            Tokenizer.load(cfg.src_model).save(run.src_spm)
-            Tokenizer.load(cfg.tgt_model).save(run.tgt_spm)
+    if cfg.shared and cfg.model:
+        Tokenizer.load(cfg.model).save(run.shared_spm)
+        return
+    if not cfg.shared and cfg.src_model and cfg.tgt_model:
+        Tokenizer.load(cfg.src_model).save(run.src_spm)
+        Tokenizer.load(cfg.tgt_model).save(run.tgt_spm)
         return
     with tempfile.TemporaryDirectory(prefix="tfcli-spm-") as tmp:
         files = _sample_files(cfg, src_path, tgt_path, Path(tmp))
