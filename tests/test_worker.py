@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import pytest
 
+from tfcli.model.kernels import on_own_thread
 from tfcli.serving.worker import BatchWorker, Job, ShuttingDown
 from tfcli.translation.translator import load_translator
 
@@ -73,3 +77,37 @@ def test_jobs_still_waiting_at_the_stop_fail_and_new_ones_are_refused(translator
             job.future.result(timeout=60)
     with pytest.raises(ShuttingDown):
         worker.submit(Job([overfit.sources[0]], translator.settings))
+
+
+_POOLS = """
+import os, torch
+from tfcli.model.kernels import on_own_thread
+torch.set_num_threads(2)
+x = torch.randn(256, 4096)
+tasks = lambda: len(os.listdir("/proc/self/task"))
+before = tasks()
+on_own_thread(lambda: torch.softmax(x, -1))  # a parallel operation, on a thread that ends
+after_own = tasks()
+torch.softmax(x, -1)  # the same on the main thread, which lives on with its pool
+print(before, after_own, tasks())
+"""
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/proc/self/task") or (os.cpu_count() or 1) < 2,
+    reason="counts OpenMP threads through /proc, with 2 cores or more",
+)
+def test_work_on_its_own_thread_leaves_no_openmp_pool_behind():
+    """Loading the model this way leaves the serving worker the only pool (kernels.py)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _POOLS], capture_output=True, text=True, check=True
+    ).stdout
+    before, after_own, after_main = map(int, out.split())
+    assert after_own == before
+    assert after_main > before  # the operation does start a pool, so the first check counts
+
+
+def test_work_on_its_own_thread_passes_its_result_and_its_error():
+    assert on_own_thread(lambda: 42) == 42
+    with pytest.raises(ZeroDivisionError):
+        on_own_thread(lambda: 1 / 0)

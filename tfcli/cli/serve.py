@@ -84,15 +84,17 @@ def start_server(model, given: dict, decode: dict, quiet: bool) -> None:
     except ImportError:
         raise TfcliError(EXTRA) from None
     from tfcli.config import ServeConfig
+    from tfcli.model.kernels import on_own_thread
     from tfcli.run_info import describe
     from tfcli.serving.app import create_app
     from tfcli.translation.translator import load_translator
 
     settings = ServeConfig(**given)
     path = resolve_run(model)
-    translator = load_translator(path, **decode)
+    # no OpenMP pool outlives the loading: the worker thread that decodes is left the only one
+    translator, facts = on_own_thread(lambda: (load_translator(path, **decode), describe(path)))
     sock = listen(settings.host, settings.port)
-    app_ = create_app(translator, settings, describe(path))
+    app_ = create_app(translator, settings, facts)
     address = sock.getsockname()
     err.print(
         f"serving {path} on http://{settings.host}:{address[1]} (Ctrl+C to stop)", highlight=False

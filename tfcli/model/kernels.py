@@ -7,6 +7,8 @@ runs, never what it computes. The measurements behind each are in benchmarks/REA
   64-bit random draw, instead of a Bernoulli draw per element.
 - `configure_threads_and_kernels`: the oneDNN kernel-cache size and the thread count, set
   when training or translation starts.
+- `on_own_thread`: work run on a thread that ends with it, so that a long-lived decoding
+  thread is the only one holding a pool of OpenMP threads.
 - `precision_scope`: autocast, and the attention kernel that suits the precision.
 - `attend_few`: attention for the few queries of a decoding step, as two batched matmuls.
 """
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +29,8 @@ from tfcli.device import autocast, autocast_dtype
 
 BF16_ROWS = 256  # matmul rows are padded to a multiple of this (see pad_rows_for_bf16)
 ONEDNN_KERNELS = 64  # oneDNN kernel-cache entries: about one training step's matrix shapes
+
+T = TypeVar("T")
 
 
 def configure_threads_and_kernels(threads: int = 0) -> None:
@@ -37,6 +43,32 @@ def configure_threads_and_kernels(threads: int = 0) -> None:
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_KERNELS))
     if threads:
         torch.set_num_threads(threads)
+
+
+def on_own_thread(work: Callable[[], T]) -> T:
+    """work() run on a new thread that ends with it; its result returned, its error raised.
+
+    OpenMP (libgomp) keeps a pool of worker threads for each thread that has run a parallel
+    operation, until that thread ends. Once it manages more threads than there are cores,
+    every pool sleeps between operations instead of spinning, and each of a decoding step's
+    hundred small operations pays a wake-up: a server decoding on its worker thread after
+    loading the model on the main one ran at half speed on 2 cores. Loading on a thread of
+    its own leaves the decoding thread the only pool.
+    """
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = work()
+        except BaseException as e:  # passed to the caller, who handles it as its own
+            box["error"] = e
+
+    thread = threading.Thread(target=run, name="tfcli-load")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]
 
 
 def pad_rows_for_bf16(x: torch.Tensor) -> bool:
