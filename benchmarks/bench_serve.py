@@ -1,6 +1,6 @@
 """Serving throughput and latency: `tfcli serve` with batching against one request at a time.
 
-    python benchmarks/bench_serve.py -m runs/quickstart
+    python benchmarks/bench_serve.py -m runs/quickstart --threads 2 --precision auto
     python benchmarks/bench_serve.py --random-model base --device cuda     # a GPU, random weights
 
 Each mode runs a real server process (`python -m tfcli serve --port 0`), one after the
@@ -141,11 +141,13 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000, help="test sentences cycled")
     parser.add_argument("--threads", type=int, default=0, help="server threads; 0: all cores")
     parser.add_argument("--device", default=None, help="the server's --device")
+    parser.add_argument("--precision", default=None, help="the server's --precision")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     sentences = (DATA / "test.de").read_text("utf-8").splitlines()[: args.sentences]
     counts = [int(c) for c in args.clients.split(",")]
     extra = ["--device", args.device] if args.device else []
+    extra += ["--precision", args.precision] if args.precision else []
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -162,7 +164,8 @@ def main() -> None:
                 server.stop()
     print_results(results, run, args)
     if args.json:
-        write_json(args.json, {"run": str(run), "threads": args.threads, "results": results})
+        facts = {"run": str(run), "threads": args.threads, "precision": args.precision}
+        write_json(args.json, {**facts, "results": results})
 
 
 def print_results(results: dict[str, list[dict]], run: Path, args: argparse.Namespace) -> None:
@@ -192,8 +195,11 @@ def print_results(results: dict[str, list[dict]], run: Path, args: argparse.Name
         "p99 ms",
         "x unbatched",
     ]
-    threads = args.threads or "all"
-    print(f"tfcli serve, {run}, server threads: {threads}, one sentence per request")
+    threads, precision = args.threads or "all", args.precision or "the run's"
+    print(
+        f"tfcli serve, {run}, server threads: {threads}, precision: {precision}, "
+        "one sentence per request"
+    )
     print(format_table(headers, rows))
 
 
