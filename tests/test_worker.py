@@ -80,13 +80,16 @@ def test_jobs_still_waiting_at_the_stop_fail_and_new_ones_are_refused(translator
 
 
 _POOLS = """
-import os, torch
+import os, time, torch
 from tfcli.model.kernels import on_own_thread
 torch.set_num_threads(2)
 x = torch.randn(256, 4096)
 tasks = lambda: len(os.listdir("/proc/self/task"))
 before = tasks()
 on_own_thread(lambda: torch.softmax(x, -1))  # a parallel operation, on a thread that ends
+deadline = time.monotonic() + 10
+while tasks() != before and time.monotonic() < deadline:  # the pool's threads end on their own
+    time.sleep(0.05)
 after_own = tasks()
 torch.softmax(x, -1)  # the same on the main thread, which lives on with its pool
 print(before, after_own, tasks())
@@ -111,3 +114,21 @@ def test_work_on_its_own_thread_passes_its_result_and_its_error():
     assert on_own_thread(lambda: 42) == 42
     with pytest.raises(ZeroDivisionError):
         on_own_thread(lambda: 1 / 0)
+
+
+def test_a_short_line_is_answered_before_the_long_line_of_its_batch_ends(translator, overfit):
+    short, long = overfit.sources[0], " ".join(overfit.sources * 3)
+    expected = translator.translate([long])
+    worker = BatchWorker(translator, wait_s=0.0, max_requests=64)
+    answered: list[str] = []
+    jobs = {}
+    for name, line in (("long", long), ("short", short)):  # the long one first in the batch
+        jobs[name] = Job([line], translator.settings)
+        jobs[name].future.add_done_callback(lambda _, name=name: answered.append(name))
+        worker.submit(jobs[name])
+    worker.start()
+    assert _texts(jobs["long"]) == expected
+    assert _texts(jobs["short"]) == [overfit.translations[0]]
+    worker.stop()
+    assert worker.batches == 1
+    assert answered == ["short", "long"]

@@ -161,35 +161,46 @@ class BatchWorker:
             groups.setdefault((job.settings, job.alignment), []).append(job)
         for (settings, alignment), jobs in groups.items():
             try:
-                results = self._results(
-                    settings, alignment, [line for j in jobs for line in j.lines]
-                )
+                self._answer(jobs, settings, alignment)
             except Exception as e:  # the job's request gets a 500, the server goes on
                 log.exception("translation failed")
                 for job in jobs:
-                    job.future.set_exception(e)
-                continue
-            start = 0
-            for job in jobs:
-                job.future.set_result(results[start : start + len(job.lines)])
-                start += len(job.lines)
+                    if not job.future.done():
+                        job.future.set_exception(e)
         self.translating = 0
 
-    def _results(
-        self, settings: DecodeConfig, alignment: bool, lines: list[str]
-    ) -> list[LineResult]:
+    def _answer(self, jobs: list[Job], settings: DecodeConfig, alignment: bool) -> None:
+        """Translate the jobs' lines in one call; a job is answered as soon as its last line is
+        done (alignments: once the whole call is), each with its lines' results in order."""
         from tfcli.translation.alignment import align
         from tfcli.translation.attention import attention_maps
 
+        owners = [(job, n) for job in jobs for n in range(len(job.lines))]  # per line
+        answers: dict[int, list] = {id(job): [None] * len(job.lines) for job in jobs}
+        left = {id(job): len(job.lines) for job in jobs}
+
+        def ready(line: int, hyps: list[TextHypothesis]) -> None:
+            job, n = owners[line]
+            answers[id(job)][n] = LineResult(hyps)
+            left[id(job)] -= 1
+            if left[id(job)] == 0 and not alignment:
+                job.future.set_result(answers[id(job)])
+
+        lines = [line for job in jobs for line in job.lines]
         translator = dataclasses.replace(self.translator, settings=settings)
-        nbest = translator.translate_nbest(lines)
-        if not alignment:
-            return [LineResult(hyps) for hyps in nbest]
-        maps = attention_maps(translator, lines, nbest)
-        return [
-            LineResult(hyps, [align(m) for m in line_maps] or [""] * len(hyps))
-            for hyps, line_maps in zip(nbest, maps)
-        ]
+        nbest = translator.translate_nbest(lines, ready=ready)
+        if alignment:
+            maps = iter(attention_maps(translator, lines, nbest))
+            for job in jobs:
+                answers[id(job)] = [
+                    LineResult(
+                        r.hypotheses, [align(m) for m in next(maps)] or [""] * len(r.hypotheses)
+                    )
+                    for r in answers[id(job)]
+                ]
+        for job in jobs:  # those left: with alignments, or no lines at all
+            if not job.future.done():
+                job.future.set_result(answers[id(job)])
 
     def _fail_waiting(self) -> None:
         while True:

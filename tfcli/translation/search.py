@@ -4,6 +4,8 @@ Both searches work on whole batches with tensor operations: every step feeds one
 hypothesis through the cached decoder, and sentences that are finished leave the batch (their
 rows are dropped from every state tensor and from the decoder state), so late steps only pay
 for what is left. The settings (beam, length penalty, length limit, n-best) are a DecodeConfig.
+A `Finished` callback, when given, gets each sentence's hypotheses as soon as it leaves the
+batch (a server answers a short request without waiting for the longest of its batch).
 
 Notation as in layers.py: B sentences, N sentences still searching, K beam size, V vocabulary,
 T longest output, t steps so far.
@@ -11,6 +13,7 @@ T longest output, t steps so far.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +34,10 @@ class Hypothesis:
 
     tokens: list[int]
     score: float
+
+
+# called with the batch rows of sentences just finished and their hypotheses, best first
+Finished = Callable[[list[int], list[list["Hypothesis"]]], None]
 
 
 def max_lengths(src: torch.Tensor, a: float, b: int, limit: int) -> torch.Tensor:
@@ -75,7 +82,7 @@ def _to_hypotheses(tokens: torch.Tensor, scores: torch.Tensor) -> list[list[Hypo
 
 @torch.inference_mode()
 def greedy_search(
-    model: Transformer, src: torch.Tensor, decode: DecodeConfig
+    model: Transformer, src: torch.Tensor, decode: DecodeConfig, finished: Finished | None = None
 ) -> list[list[Hypothesis]]:
     """Pick the most probable token at every step: one `Hypothesis` per sentence of src (B, S)."""
     b, device = src.size(0), src.device
@@ -96,6 +103,9 @@ def greedy_search(
         done = best == EOS_ID
         if bool(done.any()):
             out_score[rows[done]] = score[done]
+            if finished is not None:
+                ended = rows[done]
+                finished(ended.tolist(), _to_hypotheses(out[ended, None], out_score[ended, None]))
             keep = (~done).nonzero().squeeze(1)
             if keep.numel() == 0:
                 break
@@ -150,10 +160,14 @@ class _Beams:
         self.seqs = new_seqs.gather(1, pick[:, :, None].expand(-1, -1, step + 1))  # (N, K, t+1)
         return from_beam.gather(1, pick), token.gather(1, pick)
 
-    def finish(self, done: torch.Tensor) -> torch.Tensor:
-        """Put the sentences `done` (N,) bool into the output; -> the rows kept (N',)."""
+    def finish(self, done: torch.Tensor, n_best: int, finished: Finished | None) -> torch.Tensor:
+        """Put the sentences `done` (N,) bool into the output, and pass their `n_best` best
+        to `finished`; -> the rows kept (N',)."""
         self.out_scores[self.rows[done]] = self.fin_scores[done]
         self.out_seqs[self.rows[done]] = self.fin_seqs[done]
+        if finished is not None:
+            hyps = _to_hypotheses(self.fin_seqs[done, :n_best], self.fin_scores[done, :n_best])
+            finished(self.rows[done].tolist(), hyps)
         keep = (~done).nonzero().squeeze(1)  # (N',)
         self.rows, self.scores, self.seqs = self.rows[keep], self.scores[keep], self.seqs[keep]
         self.fin_scores, self.fin_seqs = self.fin_scores[keep], self.fin_seqs[keep]
@@ -179,7 +193,7 @@ def _candidates(
 
 @torch.inference_mode()
 def beam_search(
-    model: Transformer, src: torch.Tensor, decode: DecodeConfig
+    model: Transformer, src: torch.Tensor, decode: DecodeConfig, finished: Finished | None = None
 ) -> list[list[Hypothesis]]:
     """Batched beam search with the GNMT length penalty.
 
@@ -204,7 +218,7 @@ def beam_search(
         last = token.view(-1, 1)  # (N*K, 1)
         done = (beams.fin_count >= k) | (step + 1 >= limit)  # (N,)
         if bool(done.any()):
-            keep = beams.finish(done)
+            keep = beams.finish(done, decode.n_best, finished)
             if keep.numel() == 0:
                 break
             flat_keep = (keep[:, None] * k + torch.arange(k, device=device)).view(-1)  # (N'*K,)
@@ -219,8 +233,10 @@ def beam_search(
     return _to_hypotheses(beams.out_seqs[:, :n_best], beams.out_scores[:, :n_best])
 
 
-def search(model: Transformer, src: torch.Tensor, decode: DecodeConfig) -> list[list[Hypothesis]]:
+def search(
+    model: Transformer, src: torch.Tensor, decode: DecodeConfig, finished: Finished | None = None
+) -> list[list[Hypothesis]]:
     """Greedy search for beam 1, beam search otherwise."""
     if decode.beam == 1:
-        return greedy_search(model, src, decode)
-    return beam_search(model, src, decode)
+        return greedy_search(model, src, decode, finished)
+    return beam_search(model, src, decode, finished)

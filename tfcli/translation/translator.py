@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,22 +68,34 @@ class Translator:
         return [hyps[0].text if hyps else "" for hyps in self.translate_nbest(lines)]
 
     def translate_nbest(
-        self, lines: Sequence[str], numbers: Sequence[int] | None = None
+        self,
+        lines: Sequence[str],
+        numbers: Sequence[int] | None = None,
+        ready: Callable[[int, list[TextHypothesis]], None] | None = None,
     ) -> list[list[TextHypothesis]]:
         """The n-best translations (settings.n_best) of each line, in input order; an empty
         line gets an empty list. `numbers` are the lines' numbers in the input, for warnings
-        (default 1, 2, ...)."""
+        (default 1, 2, ...). `ready(i, hypotheses)`, when given, is called for each line i as
+        soon as its translation is done, before the rest of its batch."""
         ids = self.encode(lines, numbers)
         results: list[list[TextHypothesis]] = [[] for _ in lines]
+        if ready is not None:
+            for i in (i for i, seq in enumerate(ids) if not seq):
+                ready(i, [])
         order = sorted((i for i, seq in enumerate(ids) if seq), key=lambda i: len(ids[i]))
         sizes = [len(seq) + 1 for seq in ids]  # + EOS
         s = self.settings
         for rows in token_batches(order, sizes, s.batch_tokens, s.batch_sentences):
+
+            def finished(done: list[int], hyps: list[list[Hypothesis]], rows=rows) -> None:
+                for n, sent in zip(done, hyps):
+                    results[rows[n]] = [self._text(h) for h in sent]
+                    if ready is not None:
+                        ready(rows[n], results[rows[n]])
+
             src = pad_sources([ids[i] for i in rows]).to(self.device)
             with precision_scope(self.device, self.autocast_precision):
-                hyps = search(self.model, src, s)
-            for row, sent in zip(rows, hyps):
-                results[row] = [self._text(h) for h in sent]
+                search(self.model, src, s, finished)
         return results
 
     def _text(self, hyp: Hypothesis) -> TextHypothesis:
