@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
@@ -55,20 +55,8 @@ def on_own_thread(work: Callable[[], T]) -> T:
     loading the model on the main one ran at half speed on 2 cores. Loading on a thread of
     its own leaves the decoding thread the only pool.
     """
-    box: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = work()
-        except BaseException as e:  # passed to the caller, who handles it as its own
-            box["error"] = e
-
-    thread = threading.Thread(target=run, name="tfcli-load")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
+    with ThreadPoolExecutor(1, thread_name_prefix="tfcli-load") as one:  # joined on exit
+        return one.submit(work).result()
 
 
 def pad_rows_for_bf16(x: torch.Tensor) -> bool:

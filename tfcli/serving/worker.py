@@ -175,32 +175,34 @@ class BatchWorker:
         from tfcli.translation.alignment import align
         from tfcli.translation.attention import attention_maps
 
-        owners = [(job, n) for job in jobs for n in range(len(job.lines))]  # per line
-        answers: dict[int, list] = {id(job): [None] * len(job.lines) for job in jobs}
-        left = {id(job): len(job.lines) for job in jobs}
+        owners = [(j, n) for j, job in enumerate(jobs) for n in range(len(job.lines))]  # per line
+        answers: list[list] = [[None] * len(job.lines) for job in jobs]
+        left = [len(job.lines) for job in jobs]
 
         def ready(line: int, hyps: list[TextHypothesis]) -> None:
-            job, n = owners[line]
-            answers[id(job)][n] = LineResult(hyps)
-            left[id(job)] -= 1
-            if left[id(job)] == 0 and not alignment:
-                job.future.set_result(answers[id(job)])
+            j, n = owners[line]
+            answers[j][n] = LineResult(hyps)
+            left[j] -= 1
+            if left[j] == 0 and not alignment:
+                jobs[j].future.set_result(answers[j])
 
         lines = [line for job in jobs for line in job.lines]
         translator = dataclasses.replace(self.translator, settings=settings)
         nbest = translator.translate_nbest(lines, ready=ready)
         if alignment:
             maps = iter(attention_maps(translator, lines, nbest))
-            for job in jobs:
-                answers[id(job)] = [
+            answers = [
+                [
                     LineResult(
                         r.hypotheses, [align(m) for m in next(maps)] or [""] * len(r.hypotheses)
                     )
-                    for r in answers[id(job)]
+                    for r in results
                 ]
-        for job in jobs:  # those left: with alignments, or no lines at all
+                for results in answers
+            ]
+        for job, results in zip(jobs, answers):  # those left: with alignments, or no lines
             if not job.future.done():
-                job.future.set_result(answers[id(job)])
+                job.future.set_result(results)
 
     def _fail_waiting(self) -> None:
         while True:
