@@ -11,7 +11,7 @@ from conftest import random_tgt
 
 from tfcli.config import DecodeConfig, ModelConfig
 from tfcli.data.tokenizer import PAD_ID
-from tfcli.model.kernels import BF16_ROWS, Linear, dropout, pad_rows_for_bf16
+from tfcli.model.kernels import BF16_ROWS, TOP_K_CHUNK, Linear, dropout, pad_rows_for_bf16, top_k
 from tfcli.model.layers import Embeddings, sinusoid_table
 from tfcli.model.transformer import Transformer, count_parameters
 from tfcli.translation.search import greedy_search
@@ -207,6 +207,24 @@ def test_dropout_follows_the_seed_keeps_dtype_and_is_off_in_eval():
     assert torch.equal(a, b) and a.dtype == torch.bfloat16 and not torch.equal(a, x)
     assert dropout(x, 0.2, training=False) is x and dropout(x, 0.0, training=True) is x
     assert torch.equal(dropout(x, 1.0, training=True), torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("vocab", [8000, 8003, 300])
+@pytest.mark.parametrize("k", [1, 8])
+def test_top_k_equals_torch_topk(vocab, k):
+    torch.manual_seed(0)
+    x = torch.randn(6, vocab)
+    x[1, 40 : 40 + k] += 100.0  # the whole top k in one chunk
+    x[2] = float("-inf")
+    x[2, vocab - 1] = 0.0  # one finite entry, in the last (padded) chunk
+    x[3, [5, 3 * TOP_K_CHUNK + 1]] = 50.0  # the best value twice, in two chunks
+    values, ids = top_k(x, k)
+    want_values, want_ids = x.topk(k, dim=1)
+    assert torch.equal(values, want_values)
+    assert torch.equal(x.gather(1, ids), values)  # each index holds its value
+    assert torch.equal(ids[[0, 1, 4, 5]], want_ids[[0, 1, 4, 5]])  # distinct values: same ids
+    assert ids[2, 0] == vocab - 1
+    assert set(ids[3, :2].tolist()) <= {5, 3 * TOP_K_CHUNK + 1}
 
 
 def test_overfits_one_batch(overfit):
