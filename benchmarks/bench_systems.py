@@ -69,9 +69,17 @@ def systems(args: argparse.Namespace) -> tuple[list[System], list[str]]:
     """The systems to run, and notes on the compute types CTranslate2 refuses here."""
     import ctranslate2
 
+    from tfcli.device import cpu_has_native_bf16
+
     supported = ctranslate2.get_supported_compute_types("cpu")
-    found = [System("tfcli", p) for p in TFCLI]
-    notes = []
+    found, notes = [], []
+    for precision in TFCLI:
+        if precision == "bf16" and not cpu_has_native_bf16():
+            # Without AVX512-BF16 or AMX, PyTorch emulates bf16 in fp32 arithmetic: slower
+            # than fp32, so no one would choose it here.
+            notes.append("tfcli bf16: no native bf16 on this CPU (AVX512-BF16 or AMX)")
+            continue
+        found.append(System("tfcli", precision))
     for compute in CT2:
         if compute in supported:
             found.append(System("ctranslate2", compute))

@@ -38,8 +38,8 @@ s/t real source/target tokens of the batch, B sentences, S/T padded source/targe
 
 Linear layers count real tokens only (padding is overhead and lowers MFU; its share is printed);
 attention counts the padded (B, L, L) products the kernels compute, causal ones in full.
-MFU = FLOPs per second / the matmul peak measured at start ((2048, 2048) @ (2048, 2048), fp32,
-and bf16 where the device computes it natively).
+MFU = FLOPs per second / the matmul peak measured at start (the fastest of 10 (2048, 2048) @
+(2048, 2048) products, fp32, and bf16 where the device computes it natively).
 """
 
 from __future__ import annotations
