@@ -10,8 +10,9 @@ the non-pad target tokens.
 The module uses the third. For about a hundred rows at a time it projects to the
 vocabulary, takes the loss, and computes the gradient (softmax - smoothed target) straight
 away, so the (B*T, V) logits, their log-softmax and their gradient never exist whole. Each
-slice stays in the CPU's caches and its buffers are reused, where the whole-batch tensors (64 MB
-each at 2k tokens x 8k words in fp32) would be freshly mapped memory at every step.
+slice (its logits and their softmax, 4 MB each) stays in the CPU's caches, where the whole-batch
+tensors (64 MB each at 2k tokens x 8k words in fp32) would be freshly mapped memory at every
+step.
 
 With smoothing eps over V words, the target distribution of a token y is
 q = (1 - eps) * onehot(y) + eps / V, the loss of a row with logits z is
