@@ -166,9 +166,12 @@ def report(best, results, notes, subject: str) -> dict:
                 "seconds": [r["seconds"] for r in runs],
             }
         )
-    ct2_best = max(
-        (r["sentences_per_s"] for r in rows if r["system"] == "ctranslate2"), default=None
+    ct2_top = max(
+        (r for r in rows if r["system"] == "ctranslate2"),
+        key=lambda r: r["sentences_per_s"],
+        default=None,
     )
+    ct2_best = ct2_top["sentences_per_s"] if ct2_top else None
     table = [
         [
             r["system"],
@@ -192,10 +195,17 @@ def report(best, results, notes, subject: str) -> dict:
         key=lambda r: r["sentences_per_s"],
         default=None,
     )
-    if tf_best and ct2_best:
+    if tf_best and ct2_top:
+        # Round by round the two ran within seconds of each other, so the spread of these
+        # ratios shows how far the machine's drift moves the headline.
+        rounds = ", ".join(
+            f"{c / t:.2f}" for t, c in zip(tf_best["seconds"], ct2_top["seconds"], strict=True)
+        )
         print(
             f"fastest tfcli ({tf_best['precision']}, {tf_best['batching']} {tf_best['size']}): "
-            f"{tf_best['sentences_per_s'] / ct2_best:.2f}x CTranslate2's fastest"
+            f"{tf_best['sentences_per_s'] / ct2_best:.2f}x CTranslate2's fastest "
+            f"({ct2_top['precision']}, {ct2_top['batching']} {ct2_top['size']}); "
+            f"round by round {rounds}"
         )
     print(f"{subject}; medians of the rounds; size: tokens or sentences per batch")
     return {"machine": machine(), "subject": subject, "rows": rows, "notes": notes}
