@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from torch import nn
 
-from tfcli.device import resolve_inference_precision
+from tfcli.device import cpu_has_native_bf16, resolve_inference_precision
 from tfcli.errors import TfcliError
 from tfcli.model.int8 import Int8Linear, quantize_linears
 from tfcli.translation.translator import inference_model, load_translator
@@ -55,3 +57,14 @@ def test_int8_is_for_the_cpu_and_auto_picks_it_there():
     assert resolve_inference_precision("auto", torch.device("cpu")) == "int8"
     with pytest.raises(TfcliError, match="int8 runs on the CPU"):
         resolve_inference_precision("int8", torch.device("cuda"))
+
+
+def test_bf16_warns_exactly_where_the_cpu_would_emulate_it(caplog):
+    cpu = torch.device("cpu")
+    with caplog.at_level(logging.WARNING, logger="tfcli"):
+        for precision in ("auto", "fp32", "int8"):
+            resolve_inference_precision(precision, cpu)
+        assert caplog.records == []
+        assert resolve_inference_precision("bf16", cpu) == "bf16"  # still what was asked for
+    warned = [r.getMessage() for r in caplog.records if "no native bf16" in r.getMessage()]
+    assert len(warned) == (0 if cpu_has_native_bf16() else 1), warned
