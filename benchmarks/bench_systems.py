@@ -171,7 +171,6 @@ def report(best, results, notes, subject: str) -> dict:
         key=lambda r: r["sentences_per_s"],
         default=None,
     )
-    ct2_best = ct2_top["sentences_per_s"] if ct2_top else None
     table = [
         [
             r["system"],
@@ -182,7 +181,7 @@ def report(best, results, notes, subject: str) -> dict:
             r["tokens_per_s"],
             r["peak_rss_mib"],
             r["bleu"],
-            r["sentences_per_s"] / ct2_best if ct2_best else None,
+            r["sentences_per_s"] / ct2_top["sentences_per_s"] if ct2_top else None,
         ]
         for r in rows
     ]
@@ -203,7 +202,7 @@ def report(best, results, notes, subject: str) -> dict:
         )
         print(
             f"fastest tfcli ({tf_best['precision']}, {tf_best['batching']} {tf_best['size']}): "
-            f"{tf_best['sentences_per_s'] / ct2_best:.2f}x CTranslate2's fastest "
+            f"{tf_best['sentences_per_s'] / ct2_top['sentences_per_s']:.2f}x CTranslate2's fastest "
             f"({ct2_top['precision']}, {ct2_top['batching']} {ct2_top['size']}); "
             f"round by round {rounds}"
         )

@@ -53,10 +53,10 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def median_time(
+def call_times(
     fn: Callable[[], Any], repeats: int, device: torch.device, warmup: int = 0
-) -> tuple[float, Any]:
-    """Median wall time over `repeats` calls after `warmup` untimed ones, and the last result."""
+) -> tuple[list[float], Any]:
+    """Wall times of `repeats` calls after `warmup` untimed ones, and the last result."""
     result = None
     for _ in range(warmup):
         result = fn()
@@ -64,6 +64,14 @@ def median_time(
     for _ in range(max(repeats, 1)):
         t, result = timed(fn, device)
         times.append(t)
+    return times, result
+
+
+def median_time(
+    fn: Callable[[], Any], repeats: int, device: torch.device, warmup: int = 0
+) -> tuple[float, Any]:
+    """Median wall time over `repeats` calls after `warmup` untimed ones, and the last result."""
+    times, result = call_times(fn, repeats, device, warmup)
     return statistics.median(times), result
 
 
@@ -76,9 +84,8 @@ def matmul_peak_gflops(
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device, dtype)
     b = torch.randn(n, n, generator=gen).to(device, dtype)
-    for _ in range(2):
-        a @ b
-    seconds = min(timed(lambda: a @ b, device)[0] for _ in range(max(repeats, 1)))
+    times, _ = call_times(lambda: a @ b, repeats, device, warmup=2)
+    seconds = min(times)
     return 2 * n**3 / seconds / 1e9
 
 

@@ -53,7 +53,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "fp16" and device.type != "cuda":
         raise TfcliError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        # PyTorch then converts around fp32 arithmetic: on an AVX2 CPU, beam search over 200
+        # PyTorch then converts around fp32 arithmetic: on an AVX2 CPU, `tfcli eval` of 200
         # test sentences took 2.3-2.8 times as long as in fp32.
         log.warning(
             "precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so it is "
